@@ -1,0 +1,68 @@
+package certs
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Options are the dependencies of [NewDevices] and [NewServerCerts].
+type Options struct {
+	// Logger receives reload and revocation events; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
+func (o Options) clock() func() time.Time {
+	if o.Now == nil {
+		return time.Now
+	}
+	return o.Now
+}
+
+// resolve makes a relative path relative to base.
+func resolve(base, path string) string {
+	if base == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(base, path)
+}
+
+// A fileStamp tells whether a file changed since it was read.
+type fileStamp struct {
+	mtime time.Time
+	size  int64
+	ok    bool // the file existed
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{mtime: fi.ModTime(), size: fi.Size(), ok: true}
+}
+
+// maxFileSize bounds every certificate, key, bundle and CRL file read.
+const maxFileSize = 64 << 20
+
+// readFile reads a file of at most maxFileSize bytes.
+func readFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > maxFileSize {
+		return nil, &os.PathError{Op: "read", Path: path, Err: errTooLarge}
+	}
+	return os.ReadFile(path)
+}
