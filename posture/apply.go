@@ -1,0 +1,363 @@
+package posture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrInvalidEvent is wrapped by the error of a write whose batch holds an
+// event the store cannot key or order (no source, event id, device or
+// user, or no observed time). Feeds validate before they write, so it
+// means a bug in the feed.
+var ErrInvalidEvent = errors.New("posture: invalid event")
+
+// ApplyPosture stores a batch of device reports, all or nothing, and
+// returns what happened to each event, in order. It returns only once the
+// batch is durable on disk (or failed); concurrent calls are committed
+// together in one transaction (group commit), so many small writers cost
+// one disk sync. ctx is checked before the batch is queued; once queued, a
+// batch is committed even if ctx ends, so a caller never leaves a write in
+// doubt.
+//
+// Per (source, device) only a newer ObservedAt replaces the stored record;
+// an older one is [OutOfOrder]; an equal one keeps the more restrictive
+// value of each field. An event whose (source, event id) was seen within
+// the dedup window is a [Duplicate]. The store takes ownership of the
+// slices in batch.
+func (db *DB) ApplyPosture(ctx context.Context, batch []PostureEvent) ([]Outcome, error) {
+	for i := range batch {
+		e := &batch[i]
+		p := &e.Posture
+		if e.Key.CA == "" || e.Key.ID == "" || p.Source == "" || p.EventID == "" || p.ObservedAt.IsZero() {
+			return nil, fmt.Errorf("%w: posture event %d lacks a device CA, device id, source, event id or observed time", ErrInvalidEvent, i)
+		}
+	}
+	return db.submit(ctx, &request{postures: batch})
+}
+
+// ApplyRisk stores a batch of user risk verdicts, all or nothing, with the
+// same guarantees as [DB.ApplyPosture]; ordering is per user. User ids are
+// lower-cased.
+func (db *DB) ApplyRisk(ctx context.Context, batch []RiskEvent) ([]Outcome, error) {
+	for i := range batch {
+		r := &batch[i].Risk
+		if r.User == "" || r.Source == "" || r.EventID == "" || r.ObservedAt.IsZero() {
+			return nil, fmt.Errorf("%w: risk event %d lacks a user, source, event id or observed time", ErrInvalidEvent, i)
+		}
+		r.User = strings.ToLower(r.User)
+	}
+	return db.submit(ctx, &request{risks: batch})
+}
+
+// request is one caller's batch waiting in the group commit queue.
+type request struct {
+	postures []PostureEvent
+	risks    []RiskEvent
+
+	outcomes []Outcome
+	err      error
+	done     chan struct{} // closed once outcomes and err are set
+	lead     chan struct{} // receives when this caller must lead the next group
+}
+
+// submit queues r and waits for it to be committed. The first caller to
+// find no commit running leads: it takes the whole queue, commits it in one
+// transaction and hands the lead to the oldest waiter, if any. No goroutine
+// is started; callers do the work.
+func (db *DB) submit(ctx context.Context, r *request) ([]Outcome, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	if len(r.postures)+len(r.risks) == 0 {
+		return []Outcome{}, nil
+	}
+	r.done = make(chan struct{})
+	r.lead = make(chan struct{}, 1)
+	db.qmu.Lock()
+	db.queue = append(db.queue, r)
+	leader := !db.leading
+	db.leading = true
+	db.qmu.Unlock()
+	if leader {
+		db.lead()
+	}
+	for {
+		select {
+		case <-r.done:
+			return r.outcomes, r.err
+		case <-r.lead:
+			db.lead()
+		}
+	}
+}
+
+// lead commits the queued group and passes the lead on.
+func (db *DB) lead() {
+	db.qmu.Lock()
+	group := db.queue
+	db.queue = nil
+	db.qmu.Unlock()
+
+	db.commitGroup(group)
+
+	db.qmu.Lock()
+	if len(db.queue) == 0 {
+		db.leading = false
+		db.qmu.Unlock()
+		return
+	}
+	next := db.queue[0]
+	db.qmu.Unlock()
+	next.lead <- struct{}{}
+}
+
+// txState is what one group transaction changes, published to memory only
+// after it commits.
+type txState struct {
+	now     time.Time
+	expiry  time.Time
+	devices map[DeviceKey]*Device
+	users   map[string]*UserRisk
+	dedup   map[string]time.Time
+	swept   []string
+	changes []Change
+}
+
+func (db *DB) commitGroup(group []*request) {
+	db.commitMu.Lock()
+	defer db.commitMu.Unlock()
+	defer func() {
+		for _, r := range group {
+			close(r.done)
+		}
+	}()
+	if db.closed.Load() {
+		for _, r := range group {
+			r.err = ErrClosed
+		}
+		return
+	}
+	now := db.now().Round(0).UTC()
+	st := &txState{
+		now:     now,
+		expiry:  now.Add(db.dedupTTL),
+		devices: map[DeviceKey]*Device{},
+		users:   map[string]*UserRisk{},
+		dedup:   map[string]time.Time{},
+	}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		for _, r := range group {
+			if err := db.applyRequest(tx, st, r); err != nil {
+				return err
+			}
+		}
+		return db.sweepLocked(tx, st)
+	})
+	if err != nil {
+		db.log.Error("posture store commit failed", "events", countEvents(group), "err", err)
+		for _, r := range group {
+			r.outcomes, r.err = nil, fmt.Errorf("posture: commit: %w", err)
+		}
+		return
+	}
+	db.publishLocked(st)
+}
+
+func countEvents(group []*request) int {
+	n := 0
+	for _, r := range group {
+		n += len(r.postures) + len(r.risks)
+	}
+	return n
+}
+
+func (db *DB) applyRequest(tx *bolt.Tx, st *txState, r *request) error {
+	r.outcomes = make([]Outcome, 0, len(r.postures)+len(r.risks))
+	for i := range r.postures {
+		o, err := db.applyPostureLocked(tx, st, &r.postures[i])
+		if err != nil {
+			return err
+		}
+		r.outcomes = append(r.outcomes, o)
+	}
+	for i := range r.risks {
+		o, err := db.applyRiskLocked(tx, st, &r.risks[i])
+		if err != nil {
+			return err
+		}
+		r.outcomes = append(r.outcomes, o)
+	}
+	return nil
+}
+
+// seenLocked reports whether the dedup key is remembered, and remembers it
+// otherwise.
+func (db *DB) seenLocked(tx *bolt.Tx, st *txState, source, eventID string) (bool, error) {
+	k := dedupKey(source, eventID)
+	if _, ok := st.dedup[k]; ok {
+		return true, nil
+	}
+	if exp, ok := db.dedup[k]; ok && exp.After(st.now) {
+		return true, nil
+	}
+	st.dedup[k] = st.expiry
+	return false, tx.Bucket(bucketDedup).Put([]byte(k), encodeExpiry(st.expiry))
+}
+
+func (db *DB) applyPostureLocked(tx *bolt.Tx, st *txState, e *PostureEvent) (Outcome, error) {
+	p := e.Posture
+	if dup, err := db.seenLocked(tx, st, p.Source, p.EventID); dup || err != nil {
+		return Duplicate, err
+	}
+	p.ObservedAt = p.ObservedAt.Round(0).UTC()
+	if !p.GraceUntil.IsZero() {
+		p.GraceUntil = p.GraceUntil.Round(0).UTC()
+	}
+	p.ReceivedAt = st.now
+
+	cur, ok := st.devices[e.Key]
+	if !ok {
+		cur = db.Device(e.Key)
+	}
+	var recs []Posture
+	i, found := 0, false
+	if cur != nil {
+		recs = cur.Records
+		i, found = slices.BinarySearchFunc(recs, p.Source, func(r Posture, s string) int { return strings.Compare(r.Source, s) })
+	}
+	if found {
+		old := &recs[i]
+		switch {
+		case p.ObservedAt.Before(old.ObservedAt):
+			return OutOfOrder, nil
+		case p.ObservedAt.Equal(old.ObservedAt):
+			m := mergePosture(old, &p)
+			if samePosture(&m, old) {
+				return OutOfOrder, nil
+			}
+			m.EventID, m.ReceivedAt = p.EventID, p.ReceivedAt
+			p = m
+		}
+	}
+	// Copy on write: readers may hold cur.
+	nd := &Device{Key: e.Key, Records: make([]Posture, 0, len(recs)+1)}
+	nd.Records = append(nd.Records, recs[:i]...)
+	nd.Records = append(nd.Records, p)
+	if found {
+		i++
+	}
+	nd.Records = append(nd.Records, recs[i:]...)
+
+	v, err := encodePosture(&p)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.Bucket(bucketDevices).Put(deviceRecordKey(e.Key, p.Source), v); err != nil {
+		return 0, err
+	}
+	st.devices[e.Key] = nd
+	key := e.Key
+	st.changes = append(st.changes, Change{Kind: DeviceChanged, Device: &key, At: st.now})
+	return Applied, nil
+}
+
+func (db *DB) applyRiskLocked(tx *bolt.Tx, st *txState, e *RiskEvent) (Outcome, error) {
+	r := e.Risk
+	if dup, err := db.seenLocked(tx, st, r.Source, r.EventID); dup || err != nil {
+		return Duplicate, err
+	}
+	r.ObservedAt = r.ObservedAt.Round(0).UTC()
+	r.ReceivedAt = st.now
+	old, ok := st.users[r.User]
+	if !ok {
+		old = db.Risk(r.User)
+	}
+	if old != nil {
+		switch {
+		case r.ObservedAt.Before(old.ObservedAt):
+			return OutOfOrder, nil
+		case r.ObservedAt.Equal(old.ObservedAt):
+			m := mergeRisk(old, &r)
+			if sameRisk(&m, old) {
+				return OutOfOrder, nil
+			}
+			m.EventID, m.ReceivedAt = r.EventID, r.ReceivedAt
+			r = m
+		}
+	}
+	v, err := encodeRisk(&r)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.Bucket(bucketUsers).Put([]byte(r.User), v); err != nil {
+		return 0, err
+	}
+	st.users[r.User] = &r
+	st.changes = append(st.changes, Change{Kind: RiskChanged, User: r.User, At: st.now})
+	return Applied, nil
+}
+
+// sweepLocked forgets expired dedup entries, at most once a minute.
+func (db *DB) sweepLocked(tx *bolt.Tx, st *txState) error {
+	if st.now.Sub(db.lastSweep) < min(time.Minute, db.dedupTTL) {
+		return nil
+	}
+	b := tx.Bucket(bucketDedup)
+	for k, exp := range db.dedup {
+		if exp.After(st.now) {
+			continue
+		}
+		if err := b.Delete([]byte(k)); err != nil {
+			return err
+		}
+		st.swept = append(st.swept, k)
+	}
+	return nil
+}
+
+// publishLocked makes a committed transaction visible to readers, then
+// tells subscribers.
+func (db *DB) publishLocked(st *txState) {
+	for k, d := range st.devices {
+		s := &db.devices[deviceShardOf(k)]
+		s.mu.Lock()
+		old := s.m[k]
+		s.m[k] = d
+		s.mu.Unlock()
+		if old == nil {
+			db.nDevices.Add(1)
+			db.nRecords.Add(int64(len(d.Records)))
+		} else {
+			db.nRecords.Add(int64(len(d.Records) - len(old.Records)))
+		}
+	}
+	for u, r := range st.users {
+		s := &db.users[userShardOf(u)]
+		s.mu.Lock()
+		old := s.m[u]
+		s.m[u] = r
+		s.mu.Unlock()
+		if old == nil {
+			db.nUsers.Add(1)
+		}
+	}
+	for k, exp := range st.dedup {
+		db.dedup[k] = exp
+	}
+	if st.swept != nil || st.now.Sub(db.lastSweep) >= min(time.Minute, db.dedupTTL) {
+		for _, k := range st.swept {
+			delete(db.dedup, k)
+		}
+		db.lastSweep = st.now
+	}
+	db.subs.publish(st.changes)
+}

@@ -1,0 +1,70 @@
+package posture
+
+import "time"
+
+// A PostureEvent is one source's report about one device, as a feed hands
+// it to [DB.ApplyPosture]. Posture.Source and Posture.EventID identify the
+// event (the dedup key); Posture.ObservedAt orders it; the store sets
+// Posture.ReceivedAt.
+type PostureEvent struct {
+	Key     DeviceKey
+	Posture Posture
+}
+
+// A RiskEvent is one source's risk verdict about one user, as a feed hands
+// it to [DB.ApplyRisk]. Risk.User must be lower-cased by the feed.
+type RiskEvent struct {
+	Risk UserRisk
+}
+
+// Outcome is what the store did with one event.
+type Outcome uint8
+
+const (
+	// Applied: the event changed the stored record.
+	Applied Outcome = iota
+	// Duplicate: an event with the same (source, event id) was seen within
+	// the dedup window; nothing changed.
+	Duplicate
+	// OutOfOrder: the stored record was observed later (or at the same
+	// time and is at least as restrictive); the event was accepted and
+	// dropped.
+	OutOfOrder
+)
+
+// String returns the stable name used in replies and metrics.
+func (o Outcome) String() string {
+	switch o {
+	case Applied:
+		return "applied"
+	case Duplicate:
+		return "duplicate"
+	case OutOfOrder:
+		return "out_of_order"
+	}
+	return "unknown"
+}
+
+// ChangeKind says what a [Change] is about.
+type ChangeKind uint8
+
+const (
+	// DeviceChanged: a device's posture record changed.
+	DeviceChanged ChangeKind = iota + 1
+	// RiskChanged: a user's risk record changed.
+	RiskChanged
+)
+
+// A Change tells a subscriber that a record changed and was committed.
+// Exactly one of Device and User is set, as Kind says.
+type Change struct {
+	Kind   ChangeKind
+	Device *DeviceKey // for DeviceChanged; the subscriber must not modify it
+	User   string     // for RiskChanged
+	// Lost reports that changes were dropped before this one because the
+	// subscriber's channel was full: the subscriber should re-evaluate
+	// everything.
+	Lost bool
+	// At is when the change was committed.
+	At time.Time
+}
