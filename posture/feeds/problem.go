@@ -1,0 +1,74 @@
+package feeds
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// Reason codes of feed rejections: the reason member of the problem
+// document, the reason label of portcullis_feed_rejections_total and the
+// reason key of the log line. Released values never change.
+const (
+	ReasonMethodNotAllowed = "feed.method_not_allowed" // 405: not POST
+	ReasonUnsupportedMedia = "feed.unsupported_media"  // 415: not application/json
+	ReasonTooLarge         = "feed.too_large"          // 413: body over max_body
+	ReasonReadFailed       = "feed.read_failed"        // 400: the body could not be read
+	ReasonMissingHeaders   = "feed.missing_headers"    // 401: a webhook-* header is missing
+	ReasonStaleTimestamp   = "feed.stale_timestamp"    // 401: webhook-timestamp outside the window or malformed
+	ReasonBadSignature     = "feed.bad_signature"      // 401: no v1 signature matches an active key
+	ReasonInvalidPayload   = "feed.invalid_payload"    // 400: not a valid portcullis.posture.v1 payload
+	ReasonFutureObserved   = "feed.future_observed_at" // 400: observed_at more than 5 minutes ahead
+	ReasonIDMismatch       = "feed.id_mismatch"        // 400: event_id differs from webhook-id
+	ReasonSourceMismatch   = "feed.source_mismatch"    // 400: source differs from the feed's name
+	ReasonStoreUnavailable = "feed.store_unavailable"  // 503: the store is closed or shutting down
+	ReasonStoreFailed      = "feed.store_failed"       // 500: the store could not commit
+)
+
+var reasonTitles = map[string]string{
+	ReasonMethodNotAllowed: "Method not allowed",
+	ReasonUnsupportedMedia: "Content-Type must be application/json",
+	ReasonTooLarge:         "Payload too large",
+	ReasonReadFailed:       "Request body could not be read",
+	ReasonMissingHeaders:   "Missing webhook headers",
+	ReasonStaleTimestamp:   "Timestamp outside the replay window",
+	ReasonBadSignature:     "Bad signature",
+	ReasonInvalidPayload:   "Invalid payload",
+	ReasonFutureObserved:   "observed_at is in the future",
+	ReasonIDMismatch:       "event_id does not match webhook-id",
+	ReasonSourceMismatch:   "source does not match the feed",
+	ReasonStoreUnavailable: "Posture store unavailable",
+	ReasonStoreFailed:      "Posture store failed",
+}
+
+// problemTypePrefix + reason is the problem document's type URI.
+const problemTypePrefix = "urn:portcullis:problem:"
+
+// problem is an RFC 9457 problem document with Portcullis's reason
+// extension member.
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+	Reason string `json:"reason"`
+}
+
+func writeProblem(w http.ResponseWriter, status int, reason, detail string) {
+	b, err := json.Marshal(problem{
+		Type:   problemTypePrefix + reason,
+		Title:  reasonTitles[reason],
+		Status: status,
+		Detail: detail,
+		Reason: reason,
+	})
+	if err != nil { // cannot happen: all fields are strings and ints
+		b = []byte(`{"status":` + strconv.Itoa(status) + `}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
