@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -49,7 +50,7 @@ func Decode(file string, data []byte, v any) (Positions, error) {
 	var root yaml.Node
 	d := &decoder{file: file, pos: Positions{}}
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return d.pos, &PosError{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		return d.pos, syntaxError(file, err)
 	}
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
@@ -63,10 +64,15 @@ func Decode(file string, data []byte, v any) (Positions, error) {
 }
 
 type decoder struct {
-	file string
-	pos  Positions
-	errs []*PosError
+	file   string
+	pos    Positions
+	errs   []*PosError
+	visits int // nodes walked; aliases can make a small file huge
 }
+
+// maxVisits bounds the nodes one Decode walks, so a document of nested
+// aliases (a "billion laughs") is refused instead of exhausting memory.
+const maxVisits = 1_000_000
 
 func (d *decoder) fail(n *yaml.Node, key, format string, args ...any) {
 	d.errs = append(d.errs, &PosError{File: d.file, Line: n.Line, Col: n.Column, Key: key, Msg: fmt.Sprintf(format, args...)})
@@ -77,6 +83,12 @@ var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 	for n.Kind == yaml.AliasNode {
 		n = n.Alias
+	}
+	if d.visits++; d.visits > maxVisits {
+		if d.visits == maxVisits+1 {
+			d.fail(n, key, "document too large once aliases are expanded")
+		}
+		return
 	}
 	d.pos[key] = Pos{n.Line, n.Column}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -303,4 +315,17 @@ func describe(n *yaml.Node) string {
 		v = v[:40] + "..."
 	}
 	return strconv.Quote(v)
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// syntaxError places a YAML syntax error on its line; yaml.v3 reports the
+// line in its message only.
+func syntaxError(file string, err error) *PosError {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &PosError{File: file, Line: line, Col: 1, Msg: "invalid YAML: " + m[2]}
+	}
+	return &PosError{File: file, Msg: "invalid YAML: " + msg}
 }
