@@ -111,8 +111,10 @@ func Compile(cfg PolicyConfig, d Defaults) (*Policy, error) {
 		mfa:          uc.MFA,
 		acr:          slices.Clone(uc.ACR),
 		maxAuthAge:   uc.MaxAuthAge.Std(),
-		when:         cfg.When,
 		prog:         prog,
+	}
+	if prog != nil {
+		p.when = cfg.When
 	}
 	p.maxThreat, _ = parseThreat(dc.MaxThreat)
 	p.maxRisk, _ = parseRisk(uc.MaxRisk)
@@ -157,6 +159,8 @@ func (p *Policy) Expression() string { return p.when }
 // [Subject]) before it can allow a request.
 func (p *Policy) NeedsUser() bool { return p.needUser }
 
-// NeedsPosture reports whether [Decide] asks for a posture record of the
-// device.
+// NeedsPosture reports whether a device check needs a posture record, so
+// that a missing one denies. Decide reads a record whenever it is given
+// one, though: a blocked device state denies even without posture checks,
+// so the gateway should pass the posture of every device it sees.
 func (p *Policy) NeedsPosture() bool { return p.posture }

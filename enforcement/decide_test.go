@@ -305,3 +305,25 @@ func TestExpressionVariables(t *testing.T) {
 		})
 	}
 }
+
+// TestDecideConcurrent shares one compiled policy between goroutines; run
+// with -race.
+func TestDecideConcurrent(t *testing.T) {
+	p := mustCompile(t, `{login: okta, user: {groups: [eng]}, when: '"eng" in user.groups && device.managed'}`)
+	in := goodInput()
+	done := make(chan Decision)
+	for range 4 {
+		go func() {
+			var d Decision
+			for range 100 {
+				d = Decide(p, in)
+			}
+			done <- d
+		}()
+	}
+	for range 4 {
+		if d := <-done; d.Verdict != Allow {
+			t.Errorf("Decide = %+v, want allow", d)
+		}
+	}
+}
