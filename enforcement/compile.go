@@ -15,12 +15,14 @@ import (
 // CertMode says whether a resource asks for a device certificate.
 type CertMode uint8
 
+// The certificate modes of device.certificate.
 const (
 	CertRequired CertMode = iota // zero value: the strictest mode
 	CertOptional
 	CertOff
 )
 
+// String returns the mode as the configuration writes it.
 func (m CertMode) String() string {
 	switch m {
 	case CertOptional:
