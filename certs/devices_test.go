@@ -294,7 +294,7 @@ func TestConfigValidate(t *testing.T) {
 		{"good", DevicesConfig{CAs: []CAConfig{good}}, nil},
 		{"empty", DevicesConfig{}, nil},
 		{"bad everything", DevicesConfig{
-			CAs: []CAConfig{{Name: "bad name!", DeviceID: IdentityRule{From: "nope", Pattern: "(a)(b)"}, User: &IdentityRule{From: FromUPNSAN, Pattern: "("}, MaxChainDepth: 99}},
+			CAs:        []CAConfig{{Name: "bad name!", DeviceID: IdentityRule{From: "nope", Pattern: "(a)(b)"}, User: &IdentityRule{From: FromUPNSAN, Pattern: "("}, MaxChainDepth: 99}},
 			Revocation: RevocationConfig{Stale: "maybe", CRLFiles: []string{""}},
 		}, []string{"cas[0].name", "cas[0].bundle", "cas[0].device_id.from", "cas[0].device_id.pattern", "cas[0].user.pattern", "cas[0].max_chain_depth", "revocation.stale", "revocation.crl_files[0]"}},
 		{"no group", DevicesConfig{CAs: []CAConfig{{Name: "a", Bundle: "x", DeviceID: IdentityRule{From: FromDNSSAN, Pattern: "^x$"}}}}, []string{"cas[0].device_id.pattern"}},
