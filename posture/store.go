@@ -88,7 +88,13 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("posture: creating state directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: 5 * time.Second,
+		// As etcd does: the freelist is rebuilt at open instead of written
+		// on every commit, which saves a page write per commit.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("posture: opening %s: %w", path, err)
 	}
