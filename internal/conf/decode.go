@@ -216,10 +216,12 @@ func (d *decoder) structValue(n *yaml.Node, v reflect.Value, key string) {
 			d.fail(k, fk, "unknown key%s", suggest(k.Value, fields))
 			continue
 		}
-		d.pos[fk] = Pos{k.Line, k.Column}
 		d.value(c, v.FieldByIndex(idx), fk)
-		// Keep the key's own position: it is where a reader looks.
-		d.pos[fk] = Pos{k.Line, k.Column}
+		// A scalar's problems are in its value; a block's are best shown
+		// at its key, where a reader looks for what is missing.
+		if c.Kind != yaml.ScalarNode && c.Kind != yaml.AliasNode {
+			d.pos[fk] = Pos{k.Line, k.Column}
+		}
 	}
 }
 

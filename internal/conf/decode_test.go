@@ -49,8 +49,8 @@ map:
 	if c.Inner.Name != "a" || len(c.Inner.Items) != 2 || c.List[0].Name != "b" || c.Map["k"].Name != "c" {
 		t.Errorf("nested = %+v", c)
 	}
-	if p := pos.Find("list[0].name"); p.Line != 9 || p.Col != 5 {
-		t.Errorf("position of list[0].name = %+v, want 9:5", p)
+	if p := pos.Find("list[0].name"); p.Line != 9 || p.Col != 11 {
+		t.Errorf("position of list[0].name = %+v, want 9:11", p)
 	}
 	if p := pos.Find("list[0].missing"); p.Line != 9 {
 		t.Errorf("a missing key is placed at its parent: %+v", p)

@@ -1,0 +1,39 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// adminHandler serves the operator endpoints. It listens on loopback by
+// default; nothing here is for clients.
+func (g *Gateway) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		s := g.cur.Load()
+		detail := map[string]any{
+			"listening":     g.ready.Load(),
+			"config":        s != nil,
+			"certificates":  s != nil && s.server != nil,
+			"posture_store": g.store != nil,
+		}
+		ready := true
+		for _, v := range detail {
+			ready = ready && v.(bool)
+		}
+		detail["ready"] = ready
+		w.Header().Set("Content-Type", "application/json")
+		if !ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(detail)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
+	return mux
+}

@@ -1,0 +1,56 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"sync/atomic"
+
+	"portcullis/certs"
+	"portcullis/enforcement"
+)
+
+// connInfo is what the gateway remembers about one client connection: the
+// device identity its certificate proves, computed on the connection's
+// first request and reused by the others (HTTP/2 and HTTP/3 streams
+// included). It is recomputed when the configuration snapshot changed,
+// since device CAs may have.
+type connInfo struct {
+	id atomic.Pointer[connIdentity]
+}
+
+type connIdentity struct {
+	snap    *snapshot
+	device  *certs.DeviceIdentity
+	err     error                // why a presented certificate was not accepted
+	subject *enforcement.Subject // the certificate's user, for login: none
+}
+
+type connKey struct{}
+
+// withConnInfo is the listeners' ConnContext.
+func withConnInfo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, connKey{}, &connInfo{})
+}
+
+// identity returns the device identity of the request's connection under
+// snapshot s. Requests without a connInfo (handlers called directly) pay
+// for a lookup each time.
+func (s *snapshot) identity(ctx context.Context, cs *tls.ConnectionState) *connIdentity {
+	ci, _ := ctx.Value(connKey{}).(*connInfo)
+	if ci != nil {
+		if cur := ci.id.Load(); cur != nil && cur.snap == s {
+			return cur
+		}
+	}
+	id := &connIdentity{snap: s}
+	if cs != nil && len(cs.PeerCertificates) > 0 && s.devices != nil {
+		id.device, id.err = s.devices.Identity(cs, nil)
+		if id.err == nil && id.device != nil && id.device.User != "" {
+			id.subject = &enforcement.Subject{UserID: id.device.User, Email: id.device.User, IdP: "device-certificate"}
+		}
+	}
+	if ci != nil {
+		ci.id.Store(id)
+	}
+	return id
+}

@@ -1,0 +1,405 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"golang.org/x/sync/errgroup"
+
+	"portcullis/gateway/assertion"
+	"portcullis/gateway/audit"
+	"portcullis/posture"
+	"portcullis/posture/feeds"
+)
+
+// Options configures a Gateway beyond its configuration file.
+type Options struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // nil: a new one
+	Version  string
+	// OnReady, if set, is called once every listener is open.
+	OnReady func(*Gateway)
+}
+
+// Gateway is a running enforcement point. It is safe for concurrent use.
+type Gateway struct {
+	path string
+	log  *slog.Logger
+	reg  *prometheus.Registry
+
+	cur      atomic.Pointer[snapshot] // never mutated after Store
+	reloadMu sync.Mutex               // serializes Reload; readers never take it
+
+	store       *posture.DB
+	signer      *assertion.Signer
+	audit       *audit.Log
+	metrics     *metrics
+	feedMetrics *feeds.Metrics
+	ids         *idGen
+	onReady     func(*Gateway)
+
+	echoOnce sync.Once
+	echoLn   net.Listener
+
+	ready    atomic.Bool
+	addrsMu  sync.Mutex
+	addrs    map[string]string // listener name → bound address (tests use :0)
+	bgWG     sync.WaitGroup    // snapshot background work
+	runCtx   context.Context
+	modTime  time.Time
+	shutdown time.Duration
+}
+
+// New loads the configuration at path, opens the state directory, and
+// compiles the first snapshot. It starts nothing: call Run.
+func New(path string, opts Options) (*Gateway, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{path: path, log: opts.Logger, reg: opts.Registry, ids: newIDGen(), onReady: opts.OnReady, addrs: map[string]string{}}
+	if g.log == nil {
+		g.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if g.reg == nil {
+		g.reg = prometheus.NewRegistry()
+	}
+	g.metrics = newMetrics(g.reg, opts.Version)
+	if g.feedMetrics, err = feeds.NewMetrics(g.reg); err != nil {
+		return nil, err
+	}
+	stateDir := cfg.Path(cfg.State.Dir)
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state directory: %w", err)
+	}
+	if g.store, err = posture.Open(stateDir, posture.Options{Logger: g.log.With("component", "posture")}); err != nil {
+		return nil, fmt.Errorf("opening posture store: %w", err)
+	}
+	if err := g.store.RegisterMetrics(g.reg); err != nil {
+		g.store.Close()
+		return nil, err
+	}
+	if g.signer, err = assertion.Open(stateDir, assertion.Options{Issuer: cfg.Assertion.Issuer, Lifetime: cfg.Assertion.Lifetime.Std()}); err != nil {
+		g.store.Close()
+		return nil, fmt.Errorf("opening assertion key: %w", err)
+	}
+	ac := cfg.Audit
+	if ac.Output != "" && ac.Output != "stdout" && ac.Output != "stderr" {
+		ac.Output = cfg.Path(ac.Output)
+	}
+	if ac.Syslog != nil {
+		s := *ac.Syslog
+		s.CAFile = cfg.Path(s.CAFile)
+		ac.Syslog = &s
+	}
+	if g.audit, err = audit.New(ac, audit.Options{Registerer: g.reg, Logger: g.log.With("component", "audit")}); err != nil {
+		g.store.Close()
+		return nil, fmt.Errorf("opening audit log: %w", err)
+	}
+	s, err := g.build(cfg)
+	if err != nil {
+		g.store.Close()
+		return nil, err
+	}
+	g.cur.Store(s)
+	g.seedDevPosture(cfg)
+	g.shutdown = cfg.Shutdown.Std()
+	if fi, err := os.Stat(path); err == nil {
+		g.modTime = fi.ModTime()
+	}
+	return g, nil
+}
+
+// Store is the posture store, for the admin API and tests.
+func (g *Gateway) Store() *posture.DB { return g.store }
+
+// Addr returns the bound address of a listener ("https0", "h3_0", "admin",
+// "redirect0"), useful when the configuration asked for port 0.
+func (g *Gateway) Addr(name string) string {
+	g.addrsMu.Lock()
+	defer g.addrsMu.Unlock()
+	return g.addrs[name]
+}
+
+func (g *Gateway) setAddr(name, addr string) {
+	g.addrsMu.Lock()
+	g.addrs[name] = addr
+	g.addrsMu.Unlock()
+}
+
+// Run serves until ctx is done, then stops accepting, lets in-flight
+// requests finish within the configured shutdown timeout, and returns.
+func (g *Gateway) Run(ctx context.Context) error {
+	defer g.store.Close()
+	s := g.cur.Load()
+	cfg := s.cfg
+	g.runCtx = ctx
+	g.startSnapshot(s)
+
+	type server interface{ Shutdown(context.Context) error }
+	var servers []server
+	var serveFns []func() error
+	var closers []io.Closer
+	fail := func(err error) error {
+		for _, c := range closers {
+			c.Close()
+		}
+		return err
+	}
+	errLog := log.New(io.Discard, "", 0)
+	httpsPort := ""
+	for i := range cfg.Listen {
+		l := &cfg.Listen[i]
+		if l.Redirect {
+			continue
+		}
+		idx := i
+		outer := &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"h2", "http/1.1"},
+			GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+				return g.cur.Load().listeners[idx].forHost(hello.ServerName), nil
+			},
+		}
+		if hasProto(l.Protocols, "h2", "http/1.1") {
+			ln, err := net.Listen("tcp", l.Address)
+			if err != nil {
+				return fail(fmt.Errorf("listen[%d]: %w", i, err))
+			}
+			closers = append(closers, ln)
+			g.setAddr(fmt.Sprintf("https%d", i), ln.Addr().String())
+			if httpsPort == "" {
+				_, httpsPort, _ = net.SplitHostPort(ln.Addr().String())
+			}
+			srv := &http.Server{
+				Handler:           g,
+				TLSConfig:         outer,
+				ReadHeaderTimeout: 10 * time.Second,
+				IdleTimeout:       120 * time.Second,
+				MaxHeaderBytes:    64 << 10,
+				ErrorLog:          errLog,
+				ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return withConnInfo(ctx) },
+			}
+			srv.Protocols = new(http.Protocols)
+			srv.Protocols.SetHTTP1(hasProto(l.Protocols, "http/1.1"))
+			srv.Protocols.SetHTTP2(hasProto(l.Protocols, "h2"))
+			servers = append(servers, srv)
+			serveFns = append(serveFns, func() error { return srv.ServeTLS(ln, "", "") })
+		}
+		if hasProto(l.Protocols, "h3") {
+			udp, err := net.ListenPacket("udp", l.Address)
+			if err != nil {
+				return fail(fmt.Errorf("listen[%d] (udp): %w", i, err))
+			}
+			closers = append(closers, udp)
+			g.setAddr(fmt.Sprintf("h3_%d", i), udp.LocalAddr().String())
+			h3 := &http3.Server{
+				Handler:     g,
+				TLSConfig:   http3.ConfigureTLSConfig(outer),
+				IdleTimeout: 120 * time.Second,
+				QUICConfig:  &quic.Config{Allow0RTT: false, MaxIdleTimeout: 120 * time.Second},
+				ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context { return withConnInfo(ctx) },
+			}
+			servers = append(servers, h3)
+			serveFns = append(serveFns, func() error { return h3.Serve(udp) })
+		}
+	}
+	for i := range cfg.Listen {
+		l := &cfg.Listen[i]
+		if !l.Redirect {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			return fail(fmt.Errorf("listen[%d]: %w", i, err))
+		}
+		closers = append(closers, ln)
+		g.setAddr(fmt.Sprintf("redirect%d", i), ln.Addr().String())
+		port := httpsPort
+		if l.RedirectPort != 0 {
+			port = fmt.Sprint(l.RedirectPort)
+		}
+		srv := &http.Server{Handler: redirectHandler(port), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		servers = append(servers, srv)
+		serveFns = append(serveFns, func() error { return srv.Serve(ln) })
+	}
+	if cfg.Admin.Listen != "off" {
+		ln, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			return fail(fmt.Errorf("admin.listen: %w", err))
+		}
+		closers = append(closers, ln)
+		g.setAddr("admin", ln.Addr().String())
+		srv := &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		servers = append(servers, srv)
+		serveFns = append(serveFns, func() error { return srv.Serve(ln) })
+	}
+
+	eg, egCtx := errgroup.WithContext(ctx)
+	for _, fn := range serveFns {
+		eg.Go(func() error {
+			if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	eg.Go(func() error { return g.audit.Run(egCtx) })
+	eg.Go(func() error { g.watchConfig(egCtx); return nil })
+	eg.Go(func() error {
+		<-egCtx.Done()
+		g.ready.Store(false)
+		sctx, cancel := context.WithTimeout(context.Background(), g.shutdown)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, srv := range servers {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = srv.Shutdown(sctx) }()
+		}
+		wg.Wait()
+		for _, c := range closers {
+			c.Close()
+		}
+		g.log.Info("stopped")
+		return nil
+	})
+	g.ready.Store(true)
+	g.log.Info("serving", "listeners", g.listenerAddrs())
+	if g.onReady != nil {
+		g.onReady(g)
+	}
+	err := eg.Wait()
+	if cur := g.cur.Load(); cur != nil {
+		cur.stop()
+	}
+	g.bgWG.Wait()
+	if g.echoLn != nil {
+		g.echoLn.Close()
+	}
+	return err
+}
+
+func (g *Gateway) listenerAddrs() map[string]string {
+	g.addrsMu.Lock()
+	defer g.addrsMu.Unlock()
+	m := make(map[string]string, len(g.addrs))
+	for k, v := range g.addrs {
+		m[k] = v
+	}
+	return m
+}
+
+func (g *Gateway) startSnapshot(s *snapshot) {
+	ctx, cancel := context.WithCancel(g.runCtx)
+	s.cancel = cancel
+	if s.server != nil {
+		g.bgWG.Add(1)
+		go func() { defer g.bgWG.Done(); s.server.Run(ctx) }()
+	}
+	if s.devices != nil {
+		g.bgWG.Add(1)
+		go func() { defer g.bgWG.Done(); s.devices.Run(ctx) }()
+	}
+}
+
+// Reload reads the configuration file again and, if it is valid and can be
+// compiled, swaps it in. In-flight requests finish on the configuration
+// they started with. On error the running configuration stays and the
+// error says why. Listener, admin and state addresses need a restart.
+func (g *Gateway) Reload() error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	err := g.reloadLocked()
+	if err != nil {
+		g.metrics.reloads.WithLabelValues("error").Inc()
+		g.log.Error("configuration reload failed; keeping the running configuration", "error", err)
+		return err
+	}
+	g.metrics.reloads.WithLabelValues("ok").Inc()
+	g.metrics.lastReload.SetToCurrentTime()
+	g.log.Info("configuration reloaded")
+	return nil
+}
+
+func (g *Gateway) reloadLocked() error {
+	if fi, err := os.Stat(g.path); err == nil {
+		g.modTime = fi.ModTime()
+	}
+	cfg, err := LoadConfig(g.path)
+	if err != nil {
+		return err
+	}
+	old := g.cur.Load()
+	if !reflect.DeepEqual(cfg.Listen, old.cfg.Listen) || cfg.Admin != old.cfg.Admin || cfg.State != old.cfg.State {
+		return errors.New("listen, admin and state changes need a restart")
+	}
+	s, err := g.build(cfg)
+	if err != nil {
+		return err
+	}
+	if g.runCtx != nil {
+		g.startSnapshot(s)
+	}
+	g.cur.Store(s)
+	old.stop()
+	return nil
+}
+
+// watchConfig reloads when the configuration file's modification time
+// changes. Editors replace files in several steps, so a change is acted on
+// only once the file parses; a broken intermediate state is logged by
+// Reload and retried at the next change.
+func (g *Gateway) watchConfig(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fi, err := os.Stat(g.path)
+		if err != nil {
+			continue
+		}
+		g.reloadMu.Lock()
+		changed := !fi.ModTime().Equal(g.modTime)
+		g.reloadMu.Unlock()
+		if changed {
+			_ = g.Reload()
+		}
+	}
+}
+
+// redirectHandler sends every plain-HTTP request to HTTPS.
+func redirectHandler(port string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := hostOnly(r.Host)
+		if host == "" || validHostPattern(host) != nil || host == "*" {
+			http.Error(w, "bad host", http.StatusBadRequest)
+			return
+		}
+		if net.ParseIP(host) != nil && net.ParseIP(host).To4() == nil {
+			host = "[" + host + "]"
+		}
+		if port != "443" && port != "" {
+			host += ":" + port
+		}
+		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	})
+}

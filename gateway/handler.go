@@ -1,0 +1,230 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"portcullis/certs"
+	"portcullis/enforcement"
+	"portcullis/gateway/assertion"
+	"portcullis/gateway/audit"
+	"portcullis/gateway/deny"
+	"portcullis/posture"
+)
+
+// Identity headers an upstream receives. Every incoming X-Portcullis-*
+// header is removed before these are set, so an upstream can trust them
+// when it trusts the gateway.
+const (
+	hdrPrefix    = "X-Portcullis-"
+	hdrUser      = "X-Portcullis-User"
+	hdrEmail     = "X-Portcullis-Email"
+	hdrGroups    = "X-Portcullis-Groups"
+	hdrDeviceID  = "X-Portcullis-Device-Id"
+	hdrDeviceCA  = "X-Portcullis-Device-Ca"
+	hdrRequestID = "X-Portcullis-Request-Id"
+	hdrAssertion = "X-Portcullis-Assertion"
+)
+
+// reservedPrefix is the path space the gateway answers itself on every
+// host: feeds, and later login callbacks.
+const reservedPrefix = "/.portcullis/"
+
+// ServeHTTP runs the pipeline of DESIGN.md §2 for one request: route,
+// authenticate the device, gather posture and risk, decide, then proxy or
+// deny, and write one decision record.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := g.cur.Load() // one configuration for the whole request
+	start := time.Now()
+	reqID := g.ids.next()
+	if s.altSvc != "" && r.ProtoMajor < 3 {
+		w.Header()["Alt-Svc"] = s.altSvcValue
+	}
+
+	p := r.URL.Path
+	if !isClean(p) {
+		// Route and forward the same, cleaned path: an upstream must never
+		// see a path other than the one the policy was decided on.
+		p = cleanPath(p)
+		r.URL.Path, r.URL.RawPath = p, ""
+	}
+	if strings.HasPrefix(p, reservedPrefix) || strings.HasPrefix(p, "/.well-known/portcullis/") {
+		if h := s.system[p]; h != nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+	}
+
+	rec := audit.Record{Time: start, RequestID: reqID, Method: r.Method, Host: r.Host, Path: p, Protocol: r.Proto, RemoteIP: remoteIP(r.RemoteAddr)}
+	res := s.router.match(r.Host, p)
+	if res == nil {
+		rec.Resource, rec.Verdict, rec.Reason = "", enforcement.Deny.String(), string(enforcement.ReasonRouteNotFound)
+		rec.Status = http.StatusNotFound
+		g.deny(w, r, nil, &rec, http.StatusNotFound, enforcement.ReasonRouteNotFound)
+		return
+	}
+	rec.Resource = res.name
+
+	in := enforcement.Input{
+		Now:     start,
+		Request: enforcement.Request{Method: r.Method, Host: r.Host, Path: p, Protocol: r.Proto, RemoteIP: rec.RemoteIP},
+	}
+	id := s.identity(r.Context(), r.TLS)
+	var dec enforcement.Decision
+	if id.err != nil && res.policy.DeviceCertificate() != enforcement.CertOff {
+		// A certificate was presented and is not acceptable: that is never
+		// the same as presenting none.
+		dec = enforcement.Decision{Verdict: enforcement.Deny, Reason: certReason(id.err), Rule: "policy.device.certificate"}
+	} else {
+		in.Device = id.device
+		in.Subject = id.subject
+		if in.Device != nil {
+			in.Posture = g.store.Device(posture.DeviceKey{CA: in.Device.CA, ID: in.Device.DeviceID})
+			rec.Device, rec.DeviceCA = in.Device.DeviceID, in.Device.CA
+		}
+		if in.Subject != nil {
+			in.Risk = g.store.Risk(in.Subject.UserID)
+			rec.User = in.Subject.UserID
+		}
+		dec = enforcement.Decide(res.policy, &in)
+	}
+	decided := time.Now()
+	rec.DecisionLatency = decided.Sub(start)
+	rec.Verdict, rec.Reason, rec.Rule = dec.Verdict.String(), string(dec.Reason), dec.Rule
+	g.metrics.decision(res.name, dec, rec.DecisionLatency)
+
+	if dec.Verdict != enforcement.Allow {
+		status := http.StatusForbidden
+		if dec.Verdict == enforcement.Login || dec.Verdict == enforcement.StepUp {
+			status = http.StatusUnauthorized
+		}
+		rec.Status = status
+		g.deny(w, r, res, &rec, status, dec.Reason)
+		return
+	}
+
+	g.setIdentityHeaders(s, r, res, &in, reqID)
+	sw := statusWriterPool.Get().(*statusWriter)
+	sw.reset(w)
+	res.proxy.ServeHTTP(sw.writer(), r)
+	end := time.Now()
+	rec.Status, rec.BytesOut = sw.status, sw.bytes
+	sw.reset(nil)
+	statusWriterPool.Put(sw)
+	rec.UpstreamLatency = end.Sub(decided)
+	rec.Total = end.Sub(start)
+	g.metrics.upstream(res.name, rec.UpstreamLatency)
+	g.audit.Write(&rec)
+}
+
+// deny answers a request that will not be proxied, and records it.
+func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, res *resource, rec *audit.Record, status int, reason enforcement.Reason) {
+	info := deny.Info{
+		Status:    status,
+		Reason:    string(reason),
+		Title:     http.StatusText(status),
+		Detail:    reason.Message(),
+		RequestID: rec.RequestID,
+	}
+	if res != nil {
+		info.Resource = res.name
+		if status == http.StatusForbidden {
+			info.Remediation = res.cfg.Remediation
+		}
+	}
+	deny.Write(w, r, info)
+	rec.Total = time.Since(rec.Time)
+	g.audit.Write(rec)
+}
+
+func certReason(err error) enforcement.Reason {
+	var ve *certs.VerifyError
+	if errors.As(err, &ve) && ve.Code == "revoked" {
+		return enforcement.ReasonCertificateRevoked
+	}
+	return enforcement.ReasonCertificateInvalid
+}
+
+// setIdentityHeaders removes every header a client could use to pose as
+// someone (X-Portcullis-* and the configured extras) and sets the identity
+// the gateway established, with a signed assertion of it.
+func (g *Gateway) setIdentityHeaders(s *snapshot, r *http.Request, res *resource, in *enforcement.Input, reqID string) {
+	h := r.Header
+	for k := range h {
+		if len(k) > len(hdrPrefix) && strings.EqualFold(k[:len(hdrPrefix)], hdrPrefix) {
+			delete(h, k)
+		}
+	}
+	for _, k := range s.strip {
+		delete(h, k)
+	}
+	vals := make([]string, 0, 7) // one backing array for every header value
+	set := func(k, v string) {
+		if v == "" {
+			return
+		}
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	set(hdrRequestID, reqID)
+	c := assertion.Claims{Resource: res.name}
+	if sub := in.Subject; sub != nil {
+		set(hdrUser, sub.UserID)
+		set(hdrEmail, sub.Email)
+		if len(sub.Groups) > 0 {
+			set(hdrGroups, strings.Join(sub.Groups, ","))
+		}
+		c.UserID, c.Email, c.Groups = sub.UserID, sub.Email, sub.Groups
+	}
+	if d := in.Device; d != nil {
+		set(hdrDeviceID, d.DeviceID)
+		set(hdrDeviceCA, d.CA)
+		c.DeviceID, c.DeviceCA = d.DeviceID, d.CA
+	}
+	if tok, err := g.signer.Assertion(c); err == nil {
+		set(hdrAssertion, tok)
+	} else {
+		g.log.Error("signing identity assertion", "error", err)
+	}
+}
+
+// isClean reports whether p is already in canonical form: absolute, with
+// no empty, "." or ".." segments. Most paths are, and need no allocation.
+func isClean(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] != '/' {
+			continue
+		}
+		rest := p[i+1:]
+		if strings.HasPrefix(rest, "/") || rest == "." || rest == ".." ||
+			strings.HasPrefix(rest, "./") || strings.HasPrefix(rest, "../") {
+			return false
+		}
+	}
+	return true
+}
+
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	trailing := strings.HasSuffix(p, "/")
+	c := path.Clean("/" + p)
+	if trailing && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
+func remoteIP(addr string) string {
+	if i := strings.LastIndexByte(addr, ':'); i > 0 {
+		addr = addr[:i]
+	}
+	return strings.Trim(addr, "[]")
+}

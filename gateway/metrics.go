@@ -1,0 +1,66 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"portcullis/enforcement"
+)
+
+// metrics are the gateway's own Prometheus metrics. Labels are bounded:
+// resource, verdict, reason, result; never user, device, IP or path.
+type metrics struct {
+	decisions  *prometheus.CounterVec
+	decideTime prometheus.Histogram
+	upstreamH  *prometheus.HistogramVec
+	reloads    *prometheus.CounterVec
+	lastReload prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, version string) *metrics {
+	m := &metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_decisions_total",
+			Help: "Requests decided, by resource, verdict and reason.",
+		}, []string{"resource", "verdict", "reason"}),
+		decideTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "portcullis_decision_duration_seconds",
+			Help:    "Time from request start to decision (routing, identity, posture lookup, Decide).",
+			Buckets: []float64{1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2},
+		}),
+		upstreamH: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "portcullis_upstream_duration_seconds",
+			Help:    "Time from decision to the end of the proxied response, by resource.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"resource"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_config_reloads_total",
+			Help: "Configuration reloads, by result (ok, error).",
+		}, []string{"result"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portcullis_config_last_reload_success_timestamp_seconds",
+			Help: "When the configuration was last loaded successfully.",
+		}),
+	}
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "portcullis_build_info",
+		Help:        "Always 1; the version label says which build runs.",
+		ConstLabels: prometheus.Labels{"version": version},
+	})
+	build.Set(1)
+	m.lastReload.SetToCurrentTime()
+	reg.MustRegister(m.decisions, m.decideTime, m.upstreamH, m.reloads, m.lastReload, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) decision(resource string, d enforcement.Decision, took time.Duration) {
+	m.decisions.WithLabelValues(resource, d.Verdict.String(), string(d.Reason)).Inc()
+	m.decideTime.Observe(took.Seconds())
+}
+
+func (m *metrics) upstream(resource string, took time.Duration) {
+	m.upstreamH.WithLabelValues(resource).Observe(took.Seconds())
+}

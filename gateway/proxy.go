@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+)
+
+// bufPool lends the 32 KiB buffers the reverse proxy copies bodies with.
+var bufPool = &bytePool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bytePool struct{ p sync.Pool }
+
+func (b *bytePool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bytePool) Put(x []byte) { b.p.Put(&x) }
+
+// upstreamKey is the context key under which the handler leaves the
+// upstream's start time for the proxy's error handler.
+type upstreamErrKey struct{}
+
+// newProxy builds the reverse proxy of one resource. The transport keeps
+// many idle connections to the upstream (a proxy under load opens far more
+// than net/http's default of two), never compresses, and bounds dialing and
+// the wait for response headers.
+func newProxy(rc *ResourceConfig, target string, cfg *Config, onError func(http.ResponseWriter, *http.Request, error)) (*httputil.ReverseProxy, http.RoundTripper, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr := &http.Transport{
+		Proxy:                 nil, // never through an environment proxy
+		DialContext:           (&net.Dialer{Timeout: rc.Timeouts.Dial.Std(), KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: rc.Timeouts.ResponseHeader.Std(),
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		WriteBufferSize:       16 << 10,
+		ReadBufferSize:        16 << 10,
+	}
+	switch u.Scheme {
+	case "h2c":
+		u.Scheme = "http"
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	case "https":
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: rc.UpstreamTLS.ServerName}
+		if rc.UpstreamTLS.CAFile != "" {
+			pem, err := os.ReadFile(cfg.Path(rc.UpstreamTLS.CAFile))
+			if err != nil {
+				return nil, nil, fmt.Errorf("reading upstream CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, nil, fmt.Errorf("upstream CA %s holds no PEM certificate", rc.UpstreamTLS.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		tr.TLSClientConfig = tc
+		tr.ForceAttemptHTTP2 = true
+	}
+	preserveHost := rc.PreserveHost == nil || *rc.PreserveHost
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			if preserveHost {
+				pr.Out.Host = pr.In.Host
+			}
+			setForwarded(pr)
+		},
+		Transport:  tr,
+		BufferPool: bufPool,
+		// ReverseProxy flushes at once for streaming responses (SSE, and
+		// any response of unknown length); others are copied in bulk.
+		FlushInterval: 0,
+		ErrorLog:      log.New(io.Discard, "", 0),
+		ErrorHandler:  onError,
+	}
+	return rp, tr, nil
+}
+
+// setForwarded sets X-Forwarded-For/-Host/-Proto and RFC 7239 Forwarded.
+// The gateway is the edge: what clients sent in these headers was removed
+// by ReverseProxy's Rewrite contract and is never passed on.
+func setForwarded(pr *httputil.ProxyRequest) {
+	pr.SetXForwarded()
+	ip, _, err := net.SplitHostPort(pr.In.RemoteAddr)
+	if err != nil {
+		ip = pr.In.RemoteAddr
+	}
+	forIP := ip
+	if net.ParseIP(ip).To4() == nil {
+		forIP = `"[` + ip + `]"` // RFC 7239 §6: IPv6 is quoted and bracketed
+	}
+	pr.Out.Header["Forwarded"] = []string{"for=" + forIP + ";host=\"" + pr.In.Host + "\";proto=https"}
+}
+
+// upstreamStatus maps a proxy error to a status and reason code.
+func upstreamStatus(ctx context.Context, err error) (int, string) {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return http.StatusGatewayTimeout, "upstream.timeout"
+	}
+	if ctx.Err() != nil {
+		return 499, "client.canceled"
+	}
+	return http.StatusBadGateway, "upstream.unavailable"
+}
+
+func logUpstreamError(l *slog.Logger, r *http.Request, res string, err error) {
+	l.Warn("upstream request failed", "resource", res, "request_id", r.Header.Get(hdrRequestID), "error", err)
+}

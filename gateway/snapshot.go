@@ -1,0 +1,277 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+
+	"portcullis/certs"
+	"portcullis/enforcement"
+	"portcullis/gateway/deny"
+	"portcullis/internal/conf"
+	"portcullis/posture/feeds"
+)
+
+// snapshot is one compiled configuration. Nothing in it changes after
+// build returns; a reload builds a new one.
+type snapshot struct {
+	cfg       *Config
+	router    *router
+	resources []*resource
+	devices   *certs.Devices
+	server    *certs.ServerCerts
+	listeners []*listenerTLS
+	system    map[string]http.Handler // exact paths under /.portcullis/ and /.well-known/portcullis/
+	strip     []string                // canonical header names to remove
+
+	altSvc      string
+	altSvcValue []string
+
+	cancel context.CancelFunc // stops this snapshot's background work
+}
+
+// resource is one compiled resource.
+type resource struct {
+	cfg       *ResourceConfig
+	name      string
+	policy    *enforcement.Policy
+	proxy     *httputil.ReverseProxy
+	transport http.RoundTripper
+}
+
+// listenerTLS holds one listener's TLS configurations, one per client
+// certificate mode, and which mode each SNI name gets.
+type listenerTLS struct {
+	def   *tls.Config
+	exact map[string]*tls.Config
+	wild  map[string]*tls.Config
+}
+
+func (l *listenerTLS) forHost(sni string) *tls.Config {
+	sni = strings.ToLower(sni)
+	if c, ok := l.exact[sni]; ok {
+		return c
+	}
+	if i := strings.IndexByte(sni, '.'); i > 0 {
+		if c, ok := l.wild[sni[i+1:]]; ok {
+			return c
+		}
+	}
+	return l.def
+}
+
+// build compiles cfg into a snapshot. It loads every file the
+// configuration names; errors are keyed like validation errors so that
+// `portcullis check` can place them in the file.
+func (g *Gateway) build(cfg *Config) (*snapshot, error) {
+	s := &snapshot{cfg: cfg, system: map[string]http.Handler{}}
+	var errs []error
+
+	var dev *devFiles
+	if cfg.Dev.Dir != "" {
+		var err error
+		if dev, err = provisionDev(cfg); err != nil {
+			return nil, conf.AtKey("dev.dir", err)
+		}
+	}
+
+	copts := certs.Options{Logger: g.log.With("component", "certs")}
+	server, err := certs.NewServerCerts(cfg.TLS, cfg.Dir(), copts)
+	if err != nil {
+		errs = append(errs, conf.AtKey("tls", err))
+	} else {
+		if dev != nil && len(cfg.TLS.Certificates) == 0 {
+			server.AddCertificate(dev.server)
+		}
+		s.server = server
+	}
+	if len(cfg.Devices.CAs) > 0 {
+		d, err := certs.NewDevices(cfg.Devices, cfg.Dir(), copts)
+		if err != nil {
+			errs = append(errs, conf.AtKey("devices", err))
+		}
+		s.devices = d
+	}
+
+	for i := range cfg.Resources {
+		rc := &cfg.Resources[i]
+		key := fmt.Sprintf("resources[%d]", i)
+		pol, err := enforcement.Compile(rc.Policy, enforcement.Defaults{MaxPostureAge: cfg.Posture.MaxAge.Std()})
+		if err != nil {
+			errs = append(errs, conf.AtKey(key+".policy", err))
+			continue
+		}
+		res := &resource{cfg: rc, name: rc.Name, policy: pol}
+		target := rc.Upstream
+		if target == "builtin:echo" {
+			target = "http://" + g.echoAddr()
+		}
+		onErr := func(w http.ResponseWriter, r *http.Request, err error) {
+			status, reason := upstreamStatus(r.Context(), err)
+			if status == 499 {
+				return // the client went away; nobody to answer
+			}
+			logUpstreamError(g.log, r, rc.Name, err)
+			deny.Write(w, r, deny.Info{Status: status, Reason: reason, Title: http.StatusText(status),
+				Detail: upstreamDetail(status), RequestID: r.Header.Get(hdrRequestID), Resource: rc.Name})
+		}
+		res.proxy, res.transport, err = newProxy(rc, target, cfg, onErr)
+		if err != nil {
+			errs = append(errs, conf.AtKey(key+".upstream", err))
+			continue
+		}
+		s.resources = append(s.resources, res)
+	}
+	s.router = newRouter(s.resources)
+
+	for i, fc := range cfg.Posture.Feeds {
+		if fc.DeviceCA == "" && len(cfg.Devices.CAs) == 1 {
+			fc.DeviceCA = cfg.Devices.CAs[0].Name
+		}
+		fc.SecretFile = cfg.Path(fc.SecretFile)
+		for j := range fc.SecretFiles {
+			fc.SecretFiles[j] = cfg.Path(fc.SecretFiles[j])
+		}
+		h, err := feeds.NewWebhook(fc, g.store, feeds.Options{Logger: g.log.With("component", "feeds"), Metrics: g.feedMetrics})
+		if err != nil {
+			errs = append(errs, conf.AtKey(fmt.Sprintf("posture.feeds[%d]", i), err))
+			continue
+		}
+		s.system[fc.Path] = h
+	}
+	s.system["/.well-known/portcullis/jwks.json"] = g.signer.Handler()
+
+	for _, h := range cfg.Headers.Strip {
+		s.strip = append(s.strip, http.CanonicalHeaderKey(h))
+	}
+	for _, l := range cfg.Listen {
+		if !l.Redirect && hasProto(l.Protocols, "h3") && hasProto(l.Protocols, "h2", "http/1.1") {
+			if _, port, err := splitPort(l.Address); err == nil {
+				s.altSvc = `h3=":` + port + `"; ma=86400`
+				s.altSvcValue = []string{s.altSvc}
+			}
+			break
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	for i := range cfg.Listen {
+		s.listeners = append(s.listeners, s.listenerTLS(&cfg.Listen[i]))
+	}
+	return s, nil
+}
+
+// listenerTLS builds the three TLS configurations of a listener. Each is
+// frozen once built: crypto/tls requires a Config not to change once used.
+func (s *snapshot) listenerTLS(l *ListenerConfig) *listenerTLS {
+	minVersion := uint16(tls.VersionTLS12)
+	if s.cfg.TLS.MinVersion == "1.3" {
+		minVersion = tls.VersionTLS13
+	}
+	var protos []string
+	if hasProto(l.Protocols, "h2") {
+		protos = append(protos, "h2")
+	}
+	if hasProto(l.Protocols, "http/1.1") {
+		protos = append(protos, "http/1.1")
+	}
+	mk := func(mode string) *tls.Config {
+		c := &tls.Config{
+			MinVersion:     minVersion,
+			NextProtos:     protos,
+			GetCertificate: s.server.GetCertificate,
+		}
+		if s.devices == nil || mode == "off" {
+			return c
+		}
+		c.ClientCAs = s.devices.Pool(nil)
+		switch mode {
+		case "required":
+			// No certificate, or one that does not verify, fails the
+			// handshake: that is what required means at this layer.
+			c.ClientAuth = tls.RequireAnyClientCert
+			c.VerifyConnection = s.devices.VerifyConnection(nil)
+		case "optional":
+			// Asked for but not enforced here: the resource's policy
+			// decides, and a browser gets a page that says why.
+			c.ClientAuth = tls.RequestClientCert
+		}
+		return c
+	}
+	byMode := map[string]*tls.Config{}
+	get := func(m string) *tls.Config {
+		if c, ok := byMode[m]; ok {
+			return c
+		}
+		byMode[m] = mk(m)
+		return byMode[m]
+	}
+	lt := &listenerTLS{def: get(l.ClientAuth), exact: map[string]*tls.Config{}, wild: map[string]*tls.Config{}}
+	for h, m := range l.Hosts {
+		h = strings.ToLower(h)
+		if strings.HasPrefix(h, "*.") {
+			lt.wild[h[2:]] = get(m)
+		} else {
+			lt.exact[h] = get(m)
+		}
+	}
+	return lt
+}
+
+// start begins the snapshot's background work (certificate and CRL
+// reloading); stop ends it.
+func (s *snapshot) start(ctx context.Context) {
+	ctx, s.cancel = context.WithCancel(ctx)
+	if s.server != nil {
+		go s.server.Run(ctx)
+	}
+	if s.devices != nil {
+		go s.devices.Run(ctx)
+	}
+}
+
+func (s *snapshot) stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	for _, r := range s.resources {
+		if t, ok := r.transport.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
+	}
+}
+
+func upstreamDetail(status int) string {
+	if status == http.StatusGatewayTimeout {
+		return "The application did not answer in time."
+	}
+	return "The application could not be reached."
+}
+
+func hasProto(ps []string, want ...string) bool {
+	for _, p := range ps {
+		for _, w := range want {
+			if p == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func splitPort(addr string) (string, string, error) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return "", "", fmt.Errorf("no port in %q", addr)
+	}
+	if _, err := strconv.Atoi(addr[i+1:]); err != nil {
+		return "", "", err
+	}
+	return addr[:i], addr[i+1:], nil
+}

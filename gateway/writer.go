@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"sync"
+	"sync/atomic"
+)
+
+// statusWriter records the status and size of a proxied response. It
+// exposes the underlying writer through Unwrap, which is how
+// http.ResponseController (and so ReverseProxy's flushing and websocket
+// hijacking) reaches it.
+type statusWriter struct {
+	w      http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+var statusWriterPool = sync.Pool{New: func() any { return new(statusWriter) }}
+
+func (s *statusWriter) reset(w http.ResponseWriter) { *s = statusWriter{w: w} }
+
+func (s *statusWriter) writer() http.ResponseWriter { return s }
+
+func (s *statusWriter) Header() http.Header { return s.w.Header() }
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 || s.status < 200 {
+		s.status = code
+	}
+	s.w.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.w.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+// Flush lets ReverseProxy stream without going through ResponseController.
+func (s *statusWriter) Flush() {
+	_ = http.NewResponseController(s.w).Flush()
+}
+
+// Unwrap returns the writer underneath, for http.ResponseController.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.w }
+
+// idGen makes request ids: a random per-process prefix and a counter, so
+// ids are unique without a random read per request.
+type idGen struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newIDGen() *idGen {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &idGen{prefix: hex.EncodeToString(b[:])}
+}
+
+func (g *idGen) next() string {
+	n := g.n.Add(1)
+	var buf [12 + 1 + 16]byte
+	copy(buf[:], g.prefix)
+	buf[12] = '-'
+	const digits = "0123456789abcdef"
+	for i := 28; i > 12; i-- {
+		buf[i] = digits[n&0xf]
+		n >>= 4
+	}
+	return string(buf[:])
+}
