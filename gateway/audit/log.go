@@ -1,0 +1,271 @@
+// Package audit writes the decision log: one JSON record per request or
+// connection, to stdout, stderr or a file, and optionally to a SIEM as
+// RFC 5424 syslog over TCP or TLS.
+//
+// Logging never makes a request wait on I/O. [Log.Write] encodes the
+// record and appends it to a bounded in-memory queue per sink, which
+// goroutines owned by [Log.Run] drain in batches; when a queue is full
+// the record is dropped for that sink and counted in
+// portcullis_audit_dropped_total{sink}. The schema is
+// documented in docs/audit.md.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrClosed is returned by [Log.Run] after [Log.Close].
+var ErrClosed = errors.New("audit: log closed")
+
+// ErrRunning is returned by a second call to [Log.Run].
+var ErrRunning = errors.New("audit: Run called twice")
+
+// Options are the dependencies of a [Log]; the zero value is usable.
+type Options struct {
+	// Logger receives the log's own troubles (a write error, the SIEM
+	// going away); by default they are discarded.
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil means unregistered.
+	Registerer prometheus.Registerer
+	// Hostname is the syslog HOSTNAME; by default os.Hostname().
+	Hostname string
+	// Stdout and Stderr stand in for os.Stdout and os.Stderr.
+	Stdout, Stderr io.Writer
+	// Now returns the current time; by default time.Now.
+	Now func() time.Time
+}
+
+// Log is the decision log. Write is safe for concurrent use; records are
+// written by Run.
+type Log struct {
+	logger  *slog.Logger
+	now     func() time.Time
+	out     io.Writer
+	file    *os.File // non-nil when Output is a file we opened
+	outQ    *queue
+	syslog  *syslogSink // nil unless configured
+	metrics *metrics
+
+	closed atomic.Bool
+
+	// mu protects the fields below.
+	mu     sync.Mutex
+	ran    bool
+	cancel context.CancelFunc // stops Run; nil until Run starts
+	done   chan struct{}      // closed when Run returns
+}
+
+// New returns a Log for cfg, which must be valid. It opens the output
+// file, if any, and reads the syslog CA file, but starts nothing and
+// connects to nothing: call [Log.Run].
+func New(cfg Config, opts Options) (*Log, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("audit: metrics: %w", err)
+	}
+	l := &Log{
+		logger:  opts.Logger,
+		now:     opts.Now,
+		outQ:    newQueue(outputQueue),
+		metrics: m,
+		done:    make(chan struct{}),
+	}
+	if l.logger == nil {
+		l.logger = slog.New(slog.DiscardHandler)
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if cfg.Syslog != nil {
+		hostname := opts.Hostname
+		if hostname == "" {
+			hostname, _ = os.Hostname()
+		}
+		if l.syslog, err = newSyslogSink(cfg.Syslog, hostname, l.logger, m); err != nil {
+			return nil, err
+		}
+	}
+	switch cfg.Output {
+	case "", "stdout":
+		l.out = cmp(opts.Stdout, io.Writer(os.Stdout))
+	case "stderr":
+		l.out = cmp(opts.Stderr, io.Writer(os.Stderr))
+	default:
+		f, err := os.OpenFile(cfg.Output, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("audit: output: %w", err)
+		}
+		l.out, l.file = f, f
+	}
+	return l, nil
+}
+
+// cmp returns a unless it is nil, else b.
+func cmp(a, b io.Writer) io.Writer {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// bufPool holds encoding buffers, used only within Write.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooled keeps unusually large buffers out of the pool.
+const maxPooled = 64 << 10
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) <= maxPooled {
+		bufPool.Put(bp)
+	}
+}
+
+// Write logs rec. It never blocks on I/O: the record is encoded and
+// queued for each sink, or dropped and counted for a sink whose queue is
+// full. rec is not retained.
+func (l *Log) Write(rec *Record) {
+	if l.closed.Load() {
+		l.metrics.dropped[idxOutput].Inc()
+		if l.syslog != nil {
+			l.metrics.dropped[idxSyslog].Inc()
+		}
+		return
+	}
+	now := l.now()
+	bp := bufPool.Get().(*[]byte)
+	line := appendRecord((*bp)[:0], rec, now)
+	if l.syslog != nil {
+		sp := bufPool.Get().(*[]byte)
+		msg := appendSyslog((*sp)[:0], &l.syslog.header, rec, now, line)
+		// Octet counting (RFC 6587 §3.4.1): MSG-LEN SP SYSLOG-MSG.
+		var prefix [24]byte
+		p := append(strconv.AppendInt(prefix[:0], int64(len(msg)), 10), ' ')
+		if !l.syslog.q.push(p, msg) {
+			l.metrics.dropped[idxSyslog].Inc()
+		}
+		*sp = msg
+		putBuf(sp)
+	}
+	line = append(line, '\n')
+	if !l.outQ.push(line, nil) {
+		l.metrics.dropped[idxOutput].Inc()
+	}
+	*bp = line
+	putBuf(bp)
+}
+
+// Run writes queued records until ctx ends or [Log.Close] is called, then
+// writes what is still queued (giving the syslog receiver a few seconds)
+// and returns. It may be called once.
+func (l *Log) Run(ctx context.Context) error {
+	l.mu.Lock()
+	switch {
+	case l.closed.Load():
+		l.mu.Unlock()
+		return ErrClosed
+	case l.ran:
+		l.mu.Unlock()
+		return ErrRunning
+	}
+	l.ran = true
+	ctx, l.cancel = context.WithCancel(ctx)
+	l.mu.Unlock()
+	defer close(l.done)
+
+	var wg sync.WaitGroup
+	if l.syslog != nil {
+		wg.Go(func() { l.syslog.run(ctx) })
+	}
+	l.writeOutput(ctx)
+	wg.Wait()
+	return nil
+}
+
+// writeOutput writes queued lines to the output, a batch per write,
+// until ctx ends; then it writes what is left.
+func (l *Log) writeOutput(ctx context.Context) {
+	var spare []byte
+	failing := false // log a failing output once, not per batch
+	flush := func() {
+		b, n := l.outQ.take(spare)
+		spare = b
+		if n == 0 {
+			return
+		}
+		_, err := l.out.Write(b)
+		switch {
+		case err != nil:
+			l.metrics.errors[idxOutput].Inc()
+			l.metrics.dropped[idxOutput].Add(float64(n))
+			if !failing {
+				l.logger.Error("audit output failing; dropping records", "err", err)
+				failing = true
+			}
+		case failing:
+			l.logger.Info("audit output recovered")
+			failing = false
+			fallthrough
+		default:
+			l.metrics.records[idxOutput].Add(float64(n))
+		}
+	}
+	tick := time.NewTicker(flushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.outQ.wake:
+			flush()
+		case <-tick.C:
+			flush()
+		case <-ctx.Done():
+			flush()
+			return
+		}
+	}
+}
+
+// Close stops Run, waits until it has written what was queued, and
+// closes the output file. Records written after Close are dropped and
+// counted. If Run was never called, Close writes the queued records to
+// the output itself; queued syslog messages are then dropped.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed.Swap(true) {
+		l.mu.Unlock()
+		return nil
+	}
+	ran, cancel := l.ran, l.cancel
+	l.mu.Unlock()
+
+	if ran {
+		cancel()
+		<-l.done
+	} else {
+		ctx, stop := context.WithCancel(context.Background())
+		stop()
+		l.writeOutput(ctx) // drains and flushes
+		if l.syslog != nil {
+			l.syslog.discard()
+		}
+	}
+	if l.file != nil {
+		if err := l.file.Close(); err != nil {
+			return fmt.Errorf("audit: output: %w", err)
+		}
+	}
+	return nil
+}

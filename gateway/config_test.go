@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"portcullis/internal/conf"
+)
+
+const minimalConfig = `
+tls: {certificates: [{cert: s.pem, key: s.key}]}
+resources:
+  - name: app
+    hosts: ["*"]
+    upstream: http://127.0.0.1:9000
+    policy: {device: {certificate: "off"}}
+`
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := ParseConfig("/etc/p/portcullis.yaml", []byte(minimalConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.Listen[0]
+	if l.Address != "127.0.0.1:8443" || l.ClientAuth != "optional" || strings.Join(l.Protocols, ",") != "http/1.1,h2,h3" {
+		t.Errorf("listener defaults = %+v", l)
+	}
+	if c.Admin.Listen != "127.0.0.1:9090" || c.Path(c.State.Dir) != "/etc/p/data" || c.Shutdown.Std().Seconds() != 15 {
+		t.Errorf("defaults: admin %q state %q shutdown %v", c.Admin.Listen, c.Path(c.State.Dir), c.Shutdown)
+	}
+	if r := c.Resources[0]; r.Paths[0] != "/" || r.Timeouts.ResponseHeader.Std().Seconds() != 60 {
+		t.Errorf("resource defaults = %+v", r)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	tests := []struct {
+		name, yaml, wantKey, wantMsg string
+	}{
+		{"bad listener", "listen: [{address: x}]\n" + minimalConfig, "listen[0].address", "host:port"},
+		{"required without CAs", "listen: [{address: '127.0.0.1:1', client_auth: required}]\n" + minimalConfig, "listen[0].client_auth", "devices.cas is empty"},
+		{"no resources", "tls: {certificates: [{cert: s.pem, key: s.key}]}\n", "resources", "deny everything"},
+		{"duplicate route", minimalConfig + "  - name: b\n    hosts: ['*']\n    upstream: http://127.0.0.1:1\n    policy: {device: {certificate: 'off'}}\n", "resources[1].paths[0]", "already routed"},
+		{"upstream with path", strings.Replace(minimalConfig, "9000", "9000/x", 1), "resources[0].upstream", "without path"},
+		{"unknown idp", strings.Replace(minimalConfig, `policy: {device: {certificate: "off"}}`, `policy: {login: okta, device: {certificate: "off"}}`, 1), "resources[0].policy.login", "unknown identity provider"},
+		{"unknown CA", strings.Replace(minimalConfig, `policy: {device: {certificate: "off"}}`, `policy: {device: {cas: [nope]}}`, 1), "resources[0].policy.device.cas[0]", "unknown device CA"},
+		{"bad remediation", minimalConfig + "    remediation: javascript:alert(1)\n", "resources[0].remediation", "absolute http"},
+		{"no certificate", strings.Replace(minimalConfig, "tls: {certificates: [{cert: s.pem, key: s.key}]}", "", 1), "tls.certificates", "no server certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig("c.yaml", []byte(tt.yaml))
+			var found bool
+			for _, e := range conf.Flatten(err) {
+				var pe *conf.PosError
+				if errors.As(e, &pe) && pe.Key == tt.wantKey && strings.Contains(pe.Msg, tt.wantMsg) {
+					found = true
+					if pe.Line == 0 && tt.wantKey != "resources" && tt.wantKey != "tls.certificates" {
+						t.Errorf("%v has no line", pe)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("want %s: %s…, got %v", tt.wantKey, tt.wantMsg, err)
+			}
+		})
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(minimalConfig))
+	f.Add([]byte("listen: [{address: '127.0.0.1:1', hosts: {'*.a': required}}]\n" + minimalConfig))
+	f.Add([]byte("resources: [{name: a, hosts: ['*.'], paths: [x], upstream: 'h2c://[::1]:1', policy: {when: 'true'}}]"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig("fuzz.yaml", b)
+		if err == nil && (c == nil || len(c.Resources) == 0 || len(c.Listen) == 0) {
+			t.Fatal("accepted a configuration without resources or listeners")
+		}
+		for _, e := range conf.Flatten(err) {
+			var pe *conf.PosError
+			if !errors.As(e, &pe) {
+				t.Fatalf("error without a position: %v", e)
+			}
+		}
+	})
+}
