@@ -410,6 +410,9 @@ func TestHeaderField(t *testing.T) {
 }
 
 func TestWriteAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
 	l, err := New(Config{}, Options{Stdout: io.Discard})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,5 @@
+//go:build !race
+
+package deny
+
+const raceEnabled = false
