@@ -16,7 +16,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -467,5 +469,30 @@ func BenchmarkAppendRecord(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = appendRecord(buf[:0], &allowRec, t0)
+	}
+}
+
+func TestNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	rcv := newReceiver(t, parse)
+	l, err := New(Config{Syslog: &SyslogConfig{Address: rcv.Addr()}}, Options{Stdout: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { l.Run(context.Background()) })
+	l.Write(&allowRec)
+	rcv.next(t)
+	l.Close()
+	wg.Wait()
+	rcv.Close()
+	// Exited goroutines may take a moment to be reaped; yield rather
+	// than sleep.
+	for i := 0; i < 1000 && runtime.NumGoroutine() > before; i++ {
+		runtime.Gosched()
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines before, %d after Close:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 	}
 }
