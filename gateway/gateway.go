@@ -21,6 +21,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/sync/errgroup"
 
+	"portcullis/enforcement"
 	"portcullis/gateway/assertion"
 	"portcullis/gateway/audit"
 	"portcullis/posture"
@@ -51,6 +52,7 @@ type Gateway struct {
 	metrics     *metrics
 	feedMetrics *feeds.Metrics
 	ids         *idGen
+	live        *liveRegistry
 	onReady     func(*Gateway)
 
 	echoOnce sync.Once
@@ -72,7 +74,7 @@ func New(path string, opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{path: path, log: opts.Logger, reg: opts.Registry, ids: newIDGen(), onReady: opts.OnReady, addrs: map[string]string{}}
+	g := &Gateway{path: path, log: opts.Logger, reg: opts.Registry, ids: newIDGen(), live: newLiveRegistry(), onReady: opts.OnReady, addrs: map[string]string{}}
 	if g.log == nil {
 		g.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
@@ -80,6 +82,10 @@ func New(path string, opts Options) (*Gateway, error) {
 		g.reg = prometheus.NewRegistry()
 	}
 	g.metrics = newMetrics(g.reg, opts.Version)
+	g.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "portcullis_live_requests",
+		Help: "Requests being proxied now (websockets and streams included), watched by the re-evaluator.",
+	}, func() float64 { return float64(g.live.Len()) }))
 	if g.feedMetrics, err = feeds.NewMetrics(g.reg); err != nil {
 		return nil, err
 	}
@@ -261,6 +267,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	eg.Go(func() error { return g.audit.Run(egCtx) })
 	eg.Go(func() error { g.watchConfig(egCtx); return nil })
+	changes, unsubscribe := g.store.Subscribe(4096)
+	re := &enforcement.Reevaluator{Registry: g.live, State: g.store, Changes: changes,
+		OnClose: func(t *enforcement.Tracked, d enforcement.Decision) {
+			g.metrics.reevalClosed.WithLabelValues(string(d.Reason)).Inc()
+			g.log.Warn("closing a live request after re-evaluation", "reason", string(d.Reason), "rule", d.Rule,
+				"method", t.Request.Method, "host", t.Request.Host, "path", t.Request.Path)
+		}}
+	eg.Go(func() error { defer unsubscribe(); return re.Run(egCtx) })
 	eg.Go(func() error {
 		<-egCtx.Done()
 		g.ready.Store(false)

@@ -39,7 +39,7 @@ const reservedPrefix = "/.portcullis/"
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := g.cur.Load() // one configuration for the whole request
 	start := time.Now()
-	reqID := g.ids.next()
+	reqID, seq := g.ids.next()
 	if s.altSvc != "" && r.ProtoMajor < 3 {
 		w.Header()["Alt-Svc"] = s.altSvcValue
 	}
@@ -107,10 +107,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	g.setIdentityHeaders(s, r, res, &in, reqID)
+	r, live := g.live.track(r, res, &in, seq)
 	sw := statusWriterPool.Get().(*statusWriter)
 	sw.reset(w)
 	res.proxy.ServeHTTP(sw.writer(), r)
+	live.done()
 	end := time.Now()
+	if d, closed := live.closedBy(); closed {
+		// A feed turned this request's device or user bad while it ran:
+		// the record says how it ended, not how it began.
+		rec.Verdict, rec.Reason, rec.Rule = d.Verdict.String(), string(d.Reason), "reevaluate:"+d.Rule
+	}
 	rec.Status, rec.BytesOut = sw.status, sw.bytes
 	sw.reset(nil)
 	statusWriterPool.Put(sw)

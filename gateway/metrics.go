@@ -12,11 +12,12 @@ import (
 // metrics are the gateway's own Prometheus metrics. Labels are bounded:
 // resource, verdict, reason, result; never user, device, IP or path.
 type metrics struct {
-	decisions  *prometheus.CounterVec
-	decideTime prometheus.Histogram
-	upstreamH  *prometheus.HistogramVec
-	reloads    *prometheus.CounterVec
-	lastReload prometheus.Gauge
+	decisions    *prometheus.CounterVec
+	decideTime   prometheus.Histogram
+	upstreamH    *prometheus.HistogramVec
+	reloads      *prometheus.CounterVec
+	reevalClosed *prometheus.CounterVec
+	lastReload   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, version string) *metrics {
@@ -39,6 +40,10 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 			Name: "portcullis_config_reloads_total",
 			Help: "Configuration reloads, by result (ok, error).",
 		}, []string{"result"}),
+		reevalClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_reevaluation_closed_total",
+			Help: "Live requests (websockets, streams) closed because a re-decision denied them, by reason.",
+		}, []string{"reason"}),
 		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "portcullis_config_last_reload_success_timestamp_seconds",
 			Help: "When the configuration was last loaded successfully.",
@@ -51,7 +56,7 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 	})
 	build.Set(1)
 	m.lastReload.SetToCurrentTime()
-	reg.MustRegister(m.decisions, m.decideTime, m.upstreamH, m.reloads, m.lastReload, build,
+	reg.MustRegister(m.decisions, m.decideTime, m.upstreamH, m.reloads, m.reevalClosed, m.lastReload, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

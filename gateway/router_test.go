@@ -119,7 +119,7 @@ func TestRequestIDsAreUnique(t *testing.T) {
 	g := newIDGen()
 	seen := map[string]bool{}
 	for range 1000 {
-		id := g.next()
+		id, _ := g.next()
 		if seen[id] || len(id) != 29 {
 			t.Fatalf("id %q repeated or malformed", id)
 		}

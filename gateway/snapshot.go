@@ -112,6 +112,23 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 			target = "http://" + g.echoAddr()
 		}
 		onErr := func(w http.ResponseWriter, r *http.Request, err error) {
+			if e := liveFrom(r.Context()); e != nil {
+				if d, closed := e.closedBy(); closed {
+					// Closed by re-evaluation before the response began:
+					// answer as a new request would be answered.
+					status := http.StatusForbidden
+					if d.Verdict == enforcement.Login || d.Verdict == enforcement.StepUp {
+						status = http.StatusUnauthorized
+					}
+					info := deny.Info{Status: status, Reason: string(d.Reason), Title: http.StatusText(status),
+						Detail: d.Reason.Message(), RequestID: r.Header.Get(hdrRequestID), Resource: rc.Name}
+					if status == http.StatusForbidden {
+						info.Remediation = rc.Remediation
+					}
+					deny.Write(w, r, info)
+					return
+				}
+			}
 			status, reason := upstreamStatus(r.Context(), err)
 			if status == 499 {
 				return // the client went away; nobody to answer

@@ -63,8 +63,9 @@ func newIDGen() *idGen {
 	return &idGen{prefix: hex.EncodeToString(b[:])}
 }
 
-func (g *idGen) next() string {
+func (g *idGen) next() (string, uint64) {
 	n := g.n.Add(1)
+	seq := n
 	var buf [12 + 1 + 16]byte
 	copy(buf[:], g.prefix)
 	buf[12] = '-'
@@ -73,5 +74,5 @@ func (g *idGen) next() string {
 		buf[i] = digits[n&0xf]
 		n >>= 4
 	}
-	return string(buf[:])
+	return string(buf[:]), seq
 }

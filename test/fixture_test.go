@@ -257,7 +257,7 @@ func startUpstream(t testing.TB) string {
 			}
 		}
 	})
-	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+	wsEcho := func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
 			return
@@ -272,7 +272,9 @@ func startUpstream(t testing.TB) string {
 				return
 			}
 		}
-	})
+	}
+	mux.HandleFunc("/ws", wsEcho)
+	mux.HandleFunc("/strict/ws", wsEcho)
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(5 * time.Second):

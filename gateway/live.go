@@ -1,0 +1,118 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"sync"
+
+	"portcullis/enforcement"
+)
+
+// liveRegistry holds every request being proxied right now, so the
+// re-evaluator can close those a feed turned bad. Requests register for
+// their whole life, which for a websocket or an event stream is hours;
+// short requests come and go at a cost of one map insert and delete.
+type liveRegistry struct {
+	shards [32]liveShard
+}
+
+type liveShard struct {
+	mu sync.Mutex // guards m
+	m  map[*enforcement.Tracked]struct{}
+	_  [40]byte // keep shards on separate cache lines
+}
+
+func newLiveRegistry() *liveRegistry {
+	r := &liveRegistry{}
+	for i := range r.shards {
+		r.shards[i].m = map[*enforcement.Tracked]struct{}{}
+	}
+	return r
+}
+
+// liveEntry is a tracked request with what the gateway needs to end it.
+type liveEntry struct {
+	enforcement.Tracked
+	cancel context.CancelFunc
+	shard  *liveShard
+	reason enforcement.Decision // why it was closed, if it was
+	mu     sync.Mutex
+	closed bool
+}
+
+// track registers r and returns the request to proxy (with a context the
+// registry can cancel) and a function to call when it ends.
+func (reg *liveRegistry) track(r *http.Request, res *resource, in *enforcement.Input, seq uint64) (*http.Request, *liveEntry) {
+	ctx, cancel := context.WithCancel(r.Context())
+	e := &liveEntry{cancel: cancel}
+	ctx = context.WithValue(ctx, liveKey{}, e)
+	e.Tracked = enforcement.Tracked{Policy: res.policy, Request: in.Request, Device: in.Device, Subject: in.Subject}
+	e.Tracked.Close = e.close
+	e.shard = &reg.shards[seq%uint64(len(reg.shards))]
+	e.shard.mu.Lock()
+	e.shard.m[&e.Tracked] = struct{}{}
+	e.shard.mu.Unlock()
+	return r.WithContext(ctx), e
+}
+
+type liveKey struct{}
+
+// liveFrom returns the entry of a tracked request's context, or nil.
+func liveFrom(ctx context.Context) *liveEntry {
+	e, _ := ctx.Value(liveKey{}).(*liveEntry)
+	return e
+}
+
+// done removes e; the request has finished.
+func (e *liveEntry) done() {
+	e.shard.mu.Lock()
+	delete(e.shard.m, &e.Tracked)
+	e.shard.mu.Unlock()
+	e.cancel()
+}
+
+func (e *liveEntry) close(d enforcement.Decision) {
+	e.mu.Lock()
+	if !e.closed {
+		e.closed, e.reason = true, d
+	}
+	e.mu.Unlock()
+	e.cancel()
+}
+
+// closedBy reports whether the re-evaluator closed e, and why.
+func (e *liveEntry) closedBy() (enforcement.Decision, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.reason, e.closed
+}
+
+// Range implements [enforcement.Registry]. It visits a copy of each shard
+// so that f may take its time and Close may run concurrently.
+func (reg *liveRegistry) Range(f func(*enforcement.Tracked)) {
+	var batch []*enforcement.Tracked
+	for i := range reg.shards {
+		sh := &reg.shards[i]
+		sh.mu.Lock()
+		batch = batch[:0]
+		for t := range sh.m {
+			batch = append(batch, t)
+		}
+		sh.mu.Unlock()
+		for _, t := range batch {
+			f(t)
+		}
+	}
+}
+
+// Len is the number of live requests.
+func (reg *liveRegistry) Len() int {
+	n := 0
+	for i := range reg.shards {
+		sh := &reg.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
