@@ -36,6 +36,8 @@ type Config struct {
 	// Devices lists the device CAs and how identity is read from their
 	// certificates.
 	Devices certs.DevicesConfig `yaml:"devices"`
+	// Identity configures the identity providers users log in with.
+	Identity IdentityConfig `yaml:"identity"`
 	// Posture configures posture freshness and the feeds that push it.
 	Posture posture.Config `yaml:"posture"`
 	// Audit configures the decision log.
@@ -339,6 +341,7 @@ func (c *Config) Validate() error {
 	}
 	add("tls", c.TLS.Validate())
 	add("devices", c.Devices.Validate())
+	add("identity", c.Identity.Validate())
 	add("posture", c.Posture.Validate())
 	add("audit", c.Audit.Validate())
 	for i, h := range c.Headers.Strip {
@@ -401,8 +404,8 @@ func (c *Config) Validate() error {
 				errs = append(errs, conf.Errorf(fmt.Sprintf("%s.policy.device.cas[%d]", key, j), "unknown device CA %q", ca))
 			}
 		}
-		if login := r.Policy.Login; login != "" && login != "none" {
-			errs = append(errs, conf.Errorf(key+".policy.login", "unknown identity provider %q (no identity providers are configured; use none)", login))
+		if login := r.Policy.Login; login != "" && login != "none" && !c.Identity.Has(login) {
+			errs = append(errs, conf.Errorf(key+".policy.login", "unknown identity provider %q (configure it under identity, or use none)", login))
 		}
 	}
 	return errors.Join(errs...)

@@ -73,6 +73,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Request: enforcement.Request{Method: r.Method, Host: r.Host, Path: p, Protocol: r.Proto, RemoteIP: rec.RemoteIP},
 	}
 	id := s.identity(r.Context(), r.TLS)
+	var auth authenticator
+	if login := res.policy.Login(); login != "" && login != enforcement.LoginNone {
+		auth = s.logins[login]
+	}
 	var dec enforcement.Decision
 	if id.err != nil && res.policy.DeviceCertificate() != enforcement.CertOff {
 		// A certificate was presented and is not acceptable: that is never
@@ -80,7 +84,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		dec = enforcement.Decision{Verdict: enforcement.Deny, Reason: certReason(id.err), Rule: "policy.device.certificate"}
 	} else {
 		in.Device = id.device
-		in.Subject = id.subject
+		in.Subject = id.subject // login: none: the user the certificate names
+		if auth != nil {
+			in.Subject = auth.Authenticate(r, res)
+		}
 		if in.Device != nil {
 			in.Posture = g.store.Device(posture.DeviceKey{CA: in.Device.CA, ID: in.Device.DeviceID})
 			rec.Device, rec.DeviceCA = in.Device.DeviceID, in.Device.CA
@@ -96,6 +103,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Verdict, rec.Reason, rec.Rule = dec.Verdict.String(), string(dec.Reason), dec.Rule
 	g.metrics.decision(res.name, dec, rec.DecisionLatency)
 
+	if auth != nil && (dec.Verdict == enforcement.Login || dec.Verdict == enforcement.StepUp) && id.err == nil {
+		rec.Status = http.StatusUnauthorized
+		auth.Challenge(w, r, res, dec, reqID)
+		rec.Total = time.Since(start)
+		g.audit.Write(&rec)
+		return
+	}
 	if dec.Verdict != enforcement.Allow {
 		status := http.StatusForbidden
 		if dec.Verdict == enforcement.Login || dec.Verdict == enforcement.StepUp {

@@ -26,8 +26,9 @@ type snapshot struct {
 	devices   *certs.Devices
 	server    *certs.ServerCerts
 	listeners []*listenerTLS
-	system    map[string]http.Handler // exact paths under /.portcullis/ and /.well-known/portcullis/
-	strip     []string                // canonical header names to remove
+	system    map[string]http.Handler  // exact paths under /.portcullis/ and /.well-known/portcullis/
+	logins    map[string]authenticator // by policy.login name
+	strip     []string                 // canonical header names to remove
 
 	altSvc      string
 	altSvcValue []string
@@ -69,7 +70,7 @@ func (l *listenerTLS) forHost(sni string) *tls.Config {
 // configuration names; errors are keyed like validation errors so that
 // `portcullis check` can place them in the file.
 func (g *Gateway) build(cfg *Config) (*snapshot, error) {
-	s := &snapshot{cfg: cfg, system: map[string]http.Handler{}}
+	s := &snapshot{cfg: cfg, system: map[string]http.Handler{}, logins: map[string]authenticator{}}
 	var errs []error
 
 	var dev *devFiles
@@ -162,6 +163,9 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 		s.system[fc.Path] = h
 	}
 	s.system["/.well-known/portcullis/jwks.json"] = g.signer.Handler()
+	if err := g.buildLogins(cfg, s); err != nil {
+		errs = append(errs, conf.AtKey("identity", err))
+	}
 
 	for _, h := range cfg.Headers.Strip {
 		s.strip = append(s.strip, http.CanonicalHeaderKey(h))
