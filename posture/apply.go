@@ -55,10 +55,28 @@ func (db *DB) ApplyRisk(ctx context.Context, batch []RiskEvent) ([]Outcome, erro
 	return db.submit(ctx, &request{risks: batch})
 }
 
+// ApplyRevocations stores a batch of revocations, all or nothing, with the
+// same guarantees as [DB.ApplyPosture]. A user or device revocation
+// replaces the stored one only if its Before is later ([OutOfOrder]
+// otherwise); a session revocation is [OutOfOrder] when the session is
+// already revoked. Each applied revocation emits a [RevocationChanged]
+// change. User ids are lower-cased.
+func (db *DB) ApplyRevocations(ctx context.Context, batch []RevocationEvent) ([]Outcome, error) {
+	if err := checkRevocations(batch); err != nil {
+		return nil, err
+	}
+	return db.submit(ctx, &request{revs: batch})
+}
+
 // request is one caller's batch waiting in the group commit queue.
 type request struct {
-	postures []PostureEvent
-	risks    []RiskEvent
+	postures   []PostureEvent
+	risks      []RiskEvent
+	revs       []RevocationEvent
+	clears     []PostureClear
+	clearRisks []string
+	cursor     *Cursor
+	dedupTTL   time.Duration // at least the store's
 
 	outcomes []Outcome
 	err      error
@@ -77,7 +95,7 @@ func (db *DB) submit(ctx context.Context, r *request) ([]Outcome, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
-	if len(r.postures)+len(r.risks) == 0 {
+	if r.size() == 0 && r.cursor == nil {
 		return []Outcome{}, nil
 	}
 	r.done = make(chan struct{})
@@ -125,11 +143,16 @@ func (db *DB) lead() {
 type txState struct {
 	now     time.Time
 	expiry  time.Time
-	devices map[DeviceKey]*Device
-	users   map[string]*UserRisk
+	devices map[DeviceKey]*Device // nil value: every record removed
+	users   map[string]*UserRisk  // nil value: record removed
 	dedup   map[string]time.Time
 	swept   []string
 	changes []Change
+
+	revSessions map[string]*Revocation // nil value: forgotten
+	revUsers    map[string]*Revocation
+	revDevices  map[DeviceKey]*Revocation
+	cursors     map[string]string
 }
 
 func (db *DB) commitGroup(group []*request) {
@@ -153,6 +176,11 @@ func (db *DB) commitGroup(group []*request) {
 		devices: map[DeviceKey]*Device{},
 		users:   map[string]*UserRisk{},
 		dedup:   map[string]time.Time{},
+
+		revSessions: map[string]*Revocation{},
+		revUsers:    map[string]*Revocation{},
+		revDevices:  map[DeviceKey]*Revocation{},
+		cursors:     map[string]string{},
 	}
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		for _, r := range group {
@@ -175,33 +203,68 @@ func (db *DB) commitGroup(group []*request) {
 func countEvents(group []*request) int {
 	n := 0
 	for _, r := range group {
-		n += len(r.postures) + len(r.risks)
+		n += r.size()
 	}
 	return n
 }
 
+func (r *request) size() int {
+	return len(r.postures) + len(r.risks) + len(r.revs) + len(r.clears) + len(r.clearRisks)
+}
+
 func (db *DB) applyRequest(tx *bolt.Tx, st *txState, r *request) error {
-	r.outcomes = make([]Outcome, 0, len(r.postures)+len(r.risks))
+	r.outcomes = make([]Outcome, 0, r.size())
+	expiry := st.expiry
+	if ttl := r.dedupTTL; ttl > db.dedupTTL {
+		expiry = st.now.Add(ttl)
+	}
 	for i := range r.postures {
-		o, err := db.applyPostureLocked(tx, st, &r.postures[i])
+		o, err := db.applyPostureLocked(tx, st, expiry, &r.postures[i])
 		if err != nil {
 			return err
 		}
 		r.outcomes = append(r.outcomes, o)
 	}
 	for i := range r.risks {
-		o, err := db.applyRiskLocked(tx, st, &r.risks[i])
+		o, err := db.applyRiskLocked(tx, st, expiry, &r.risks[i])
 		if err != nil {
 			return err
 		}
 		r.outcomes = append(r.outcomes, o)
+	}
+	for i := range r.revs {
+		o, err := db.applyRevocationLocked(tx, st, expiry, &r.revs[i])
+		if err != nil {
+			return err
+		}
+		r.outcomes = append(r.outcomes, o)
+	}
+	for i := range r.clears {
+		o, err := db.applyClearLocked(tx, st, expiry, &r.clears[i])
+		if err != nil {
+			return err
+		}
+		r.outcomes = append(r.outcomes, o)
+	}
+	for _, u := range r.clearRisks {
+		o, err := db.clearRiskLocked(tx, st, u)
+		if err != nil {
+			return err
+		}
+		r.outcomes = append(r.outcomes, o)
+	}
+	if c := r.cursor; c != nil {
+		if err := tx.Bucket(bucketCursors).Put([]byte(c.Name), []byte(c.Value)); err != nil {
+			return err
+		}
+		st.cursors[c.Name] = c.Value
 	}
 	return nil
 }
 
 // seenLocked reports whether the dedup key is remembered, and remembers it
 // otherwise.
-func (db *DB) seenLocked(tx *bolt.Tx, st *txState, source, eventID string) (bool, error) {
+func (db *DB) seenLocked(tx *bolt.Tx, st *txState, expiry time.Time, source, eventID string) (bool, error) {
 	k := dedupKey(source, eventID)
 	if _, ok := st.dedup[k]; ok {
 		return true, nil
@@ -209,13 +272,13 @@ func (db *DB) seenLocked(tx *bolt.Tx, st *txState, source, eventID string) (bool
 	if exp, ok := db.dedup[k]; ok && exp.After(st.now) {
 		return true, nil
 	}
-	st.dedup[k] = st.expiry
-	return false, tx.Bucket(bucketDedup).Put([]byte(k), encodeExpiry(st.expiry))
+	st.dedup[k] = expiry
+	return false, tx.Bucket(bucketDedup).Put([]byte(k), encodeExpiry(expiry))
 }
 
-func (db *DB) applyPostureLocked(tx *bolt.Tx, st *txState, e *PostureEvent) (Outcome, error) {
+func (db *DB) applyPostureLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *PostureEvent) (Outcome, error) {
 	p := e.Posture
-	if dup, err := db.seenLocked(tx, st, p.Source, p.EventID); dup || err != nil {
+	if dup, err := db.seenLocked(tx, st, expiry, p.Source, p.EventID); dup || err != nil {
 		return Duplicate, err
 	}
 	p.ObservedAt = p.ObservedAt.Round(0).UTC()
@@ -270,9 +333,9 @@ func (db *DB) applyPostureLocked(tx *bolt.Tx, st *txState, e *PostureEvent) (Out
 	return Applied, nil
 }
 
-func (db *DB) applyRiskLocked(tx *bolt.Tx, st *txState, e *RiskEvent) (Outcome, error) {
+func (db *DB) applyRiskLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *RiskEvent) (Outcome, error) {
 	r := e.Risk
-	if dup, err := db.seenLocked(tx, st, r.Source, r.EventID); dup || err != nil {
+	if dup, err := db.seenLocked(tx, st, expiry, r.Source, r.EventID); dup || err != nil {
 		return Duplicate, err
 	}
 	r.ObservedAt = r.ObservedAt.Round(0).UTC()
@@ -311,6 +374,9 @@ func (db *DB) sweepLocked(tx *bolt.Tx, st *txState) error {
 	if st.now.Sub(db.lastSweep) < min(time.Minute, db.dedupTTL) {
 		return nil
 	}
+	if err := db.sweepRevocationsLocked(tx, st); err != nil {
+		return err
+	}
 	b := tx.Bucket(bucketDedup)
 	for k, exp := range db.dedup {
 		if exp.After(st.now) {
@@ -331,12 +397,22 @@ func (db *DB) publishLocked(st *txState) {
 		s := &db.devices[deviceShardOf(k)]
 		s.mu.Lock()
 		old := s.m[k]
-		s.m[k] = d
+		if d == nil {
+			delete(s.m, k)
+		} else {
+			s.m[k] = d
+		}
 		s.mu.Unlock()
-		if old == nil {
+		switch {
+		case d == nil:
+			if old != nil {
+				db.nDevices.Add(-1)
+				db.nRecords.Add(-int64(len(old.Records)))
+			}
+		case old == nil:
 			db.nDevices.Add(1)
 			db.nRecords.Add(int64(len(d.Records)))
-		} else {
+		default:
 			db.nRecords.Add(int64(len(d.Records) - len(old.Records)))
 		}
 	}
@@ -344,12 +420,20 @@ func (db *DB) publishLocked(st *txState) {
 		s := &db.users[userShardOf(u)]
 		s.mu.Lock()
 		old := s.m[u]
-		s.m[u] = r
+		if r == nil {
+			delete(s.m, u)
+		} else {
+			s.m[u] = r
+		}
 		s.mu.Unlock()
-		if old == nil {
+		switch {
+		case r == nil && old != nil:
+			db.nUsers.Add(-1)
+		case r != nil && old == nil:
 			db.nUsers.Add(1)
 		}
 	}
+	db.publishRevocationsLocked(st)
 	for k, exp := range st.dedup {
 		db.dedup[k] = exp
 	}

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Storage layout of posture.db (schema 1):
@@ -184,4 +187,105 @@ func decodeExpiry(b []byte) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(0, int64(binary.BigEndian.Uint64(b))), true
+}
+
+// Revocations (schema 1, added later; created when missing):
+//
+//	revocations: key("s", session) | key("u", user) | key("d", ca, id) → JSON storedRevocation
+//	cursors:     name → value
+var (
+	bucketRevocations = []byte("revocations")
+	bucketCursors     = []byte("cursors")
+)
+
+func revSessionKey(id string) []byte  { return joinKeyParts("s", id) }
+func revUserKey(user string) []byte   { return joinKeyParts("u", user) }
+func revDeviceKey(k DeviceKey) []byte { return joinKeyParts("d", k.CA, k.ID) }
+
+type storedRevocation struct {
+	Kind       string    `json:"kind"`
+	Session    string    `json:"session,omitempty"`
+	User       string    `json:"user,omitempty"`
+	DeviceCA   string    `json:"device_ca,omitempty"`
+	DeviceID   string    `json:"device_id,omitempty"`
+	Before     time.Time `json:"before"`
+	Reasons    []string  `json:"reasons,omitempty"`
+	Source     string    `json:"source"`
+	EventID    string    `json:"event_id"`
+	ObservedAt time.Time `json:"observed_at"`
+	ReceivedAt time.Time `json:"received_at"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"`
+}
+
+func encodeRevocation(r *Revocation) ([]byte, error) {
+	return json.Marshal(storedRevocation{
+		Kind: r.Kind.String(), Session: r.Session, User: r.User,
+		DeviceCA: r.Device.CA, DeviceID: r.Device.ID, Before: r.Before, Reasons: r.Reasons,
+		Source: r.Source, EventID: r.EventID, ObservedAt: r.ObservedAt, ReceivedAt: r.ReceivedAt,
+		ExpiresAt: r.ExpiresAt,
+	})
+}
+
+func decodeRevocation(b []byte) (Revocation, error) {
+	var s storedRevocation
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Revocation{}, err
+	}
+	k, ok := ParseRevocationKind(s.Kind)
+	if !ok {
+		return Revocation{}, fmt.Errorf("unknown revocation kind %q", s.Kind)
+	}
+	return Revocation{
+		Kind: k, Session: s.Session, User: s.User, Device: DeviceKey{CA: s.DeviceCA, ID: s.DeviceID},
+		Before: s.Before, Reasons: s.Reasons, Source: s.Source, EventID: s.EventID,
+		ObservedAt: s.ObservedAt, ReceivedAt: s.ReceivedAt, ExpiresAt: s.ExpiresAt,
+	}, nil
+}
+
+// loadRevocations reads the revocations bucket into memory, dropping
+// expired session records.
+func (db *DB) loadRevocations(tx *bolt.Tx, now time.Time) error {
+	sess := map[*revShard[string]]map[string]*Revocation{}
+	users := map[*revShard[string]]map[string]*Revocation{}
+	devs := map[*revShard[DeviceKey]]map[DeviceKey]*Revocation{}
+	var expired [][]byte
+	b := tx.Bucket(bucketRevocations)
+	err := b.ForEach(func(k, v []byte) error {
+		r, err := decodeRevocation(v)
+		if err != nil {
+			return fmt.Errorf("revocation %x: %w", k, err)
+		}
+		switch r.Kind {
+		case RevokeSession:
+			if !r.ExpiresAt.After(now) {
+				expired = append(expired, slices.Clone(k))
+				return nil
+			}
+			cowPut(&db.revs.sessions[userShardOf(r.Session)], sess, r.Session, &r)
+		case RevokeUser:
+			cowPut(&db.revs.users[userShardOf(r.User)], users, r.User, &r)
+		case RevokeDevice:
+			cowPut(&db.revs.devices[deviceShardOf(r.Device)], devs, r.Device, &r)
+		}
+		db.revs.n.Add(1)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for s, m := range sess {
+		s.m.Store(&m)
+	}
+	for s, m := range users {
+		s.m.Store(&m)
+	}
+	for s, m := range devs {
+		s.m.Store(&m)
+	}
+	for _, k := range expired {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -53,14 +53,20 @@ const (
 	DeviceChanged ChangeKind = iota + 1
 	// RiskChanged: a user's risk record changed.
 	RiskChanged
+	// RevocationChanged: a session, a user's sessions or a device were
+	// revoked. User is set when the revocation names a user; Device for a
+	// device revocation; Session for a session revocation.
+	RevocationChanged
 )
 
 // A Change tells a subscriber that a record changed and was committed.
-// Exactly one of Device and User is set, as Kind says.
+// For DeviceChanged, Device is set; for RiskChanged, User; for
+// RevocationChanged, see [RevocationChanged].
 type Change struct {
-	Kind   ChangeKind
-	Device *DeviceKey // for DeviceChanged; the subscriber must not modify it
-	User   string     // for RiskChanged
+	Kind    ChangeKind
+	Device  *DeviceKey // for DeviceChanged; the subscriber must not modify it
+	User    string     // for RiskChanged
+	Session string     // for RevocationChanged of one session
 	// Lost reports that changes were dropped before this one because the
 	// subscriber's channel was full: the subscriber should re-evaluate
 	// everything.

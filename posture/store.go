@@ -33,6 +33,9 @@ type Options struct {
 	// DedupTTL is how long an event's (source, event id) is remembered
 	// after it is received; a repeat within it is a duplicate. Default 24h.
 	DedupTTL time.Duration
+	// RevocationTTL is how long a revoked session id is remembered; it
+	// must be longer than any session lives. Default 30 days.
+	RevocationTTL time.Duration
 }
 
 // DB is the embedded posture store: every record in memory, persisted to a
@@ -44,6 +47,7 @@ type DB struct {
 	log      *slog.Logger
 	now      func() time.Time
 	dedupTTL time.Duration
+	revTTL   time.Duration
 
 	devices [shardCount]deviceShard
 	users   [shardCount]userShard
@@ -63,6 +67,11 @@ type DB struct {
 	commitMu  sync.Mutex
 	dedup     map[string]time.Time // dedupKey → expiry
 	lastSweep time.Time
+
+	revs revIndex
+
+	cursorMu sync.RWMutex // guards cursors
+	cursors  map[string]string
 
 	subs subscribers
 }
@@ -104,6 +113,11 @@ func Open(dir string, opts Options) (*DB, error) {
 		now:      opts.Now,
 		dedupTTL: opts.DedupTTL,
 		dedup:    map[string]time.Time{},
+		revTTL:   opts.RevocationTTL,
+		cursors:  map[string]string{},
+	}
+	if db.revTTL <= 0 {
+		db.revTTL = DefaultRevocationTTL
 	}
 	if db.log == nil {
 		db.log = slog.New(slog.DiscardHandler)
@@ -145,7 +159,7 @@ func (db *DB) load() error {
 		case string(v) != schemaVersion:
 			return fmt.Errorf("unsupported schema %q (want %s)", v, schemaVersion)
 		}
-		for _, name := range [][]byte{bucketDevices, bucketUsers, bucketDedup} {
+		for _, name := range [][]byte{bucketDevices, bucketUsers, bucketDedup, bucketRevocations, bucketCursors} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -185,6 +199,16 @@ func (db *DB) load() error {
 			}
 			db.users[userShardOf(r.User)].m[r.User] = &r
 			db.nUsers.Add(1)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := db.loadRevocations(tx, now); err != nil {
+			return err
+		}
+		err = tx.Bucket(bucketCursors).ForEach(func(k, v []byte) error {
+			db.cursors[string(k)] = string(v)
 			return nil
 		})
 		if err != nil {
