@@ -138,7 +138,7 @@ func hypotheticalPosture(managed bool, compliant, threat string, observed time.T
 	default:
 		return p, errors.New("--compliant: want true, false or unknown")
 	}
-	if threat != "unknown" {
+	if threat != "unknown" && threat != "" {
 		t, ok := posture.ParseThreatLevel(threat)
 		if !ok {
 			return p, fmt.Errorf("--threat: unknown level %q", threat)

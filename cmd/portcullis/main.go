@@ -34,6 +34,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCA(rest, stdout, stderr)
 	case "feed":
 		return cmdFeed(rest, stdout, stderr)
+	case "posture":
+		return cmdPosture(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "portcullis", buildVersion())
 		return 0
@@ -56,6 +58,7 @@ commands:
                                     dry-run a decision and say which rule decided
   ca       init|issue|revoke|crl    manage a dev device CA
   feed     post                     send a signed portcullis.posture.v1 event
+  posture  set                      write a posture record into a stopped gateway's store
   version                           print the version
 
 Run "portcullis <command> -h" for a command's flags.
