@@ -3,6 +3,7 @@ package posture
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,22 @@ const (
 	DefaultMaxAge        = 15 * time.Minute
 	DefaultFeedMaxBody   = 256 << 10 // 262144 bytes
 	DefaultFeedTolerance = 5 * time.Minute
+	// DefaultOktaMaxBody is the body limit of an Okta event hook (Okta
+	// batches up to 50 System Log events in one delivery).
+	DefaultOktaMaxBody = 1 << 20
+	// DefaultSSFMaxBody is the body limit of one pushed SET and of a
+	// Universal Logout request.
+	DefaultSSFMaxBody = 64 << 10
+	// DefaultOktaHeader is the header an Okta event hook's secret comes in.
+	DefaultOktaHeader = "Authorization"
+	// DefaultOktaPollInterval is how often the Okta System Log is polled.
+	DefaultOktaPollInterval = 5 * time.Minute
+	// DefaultSSFPollInterval is how long an SSF poller waits after an
+	// empty poll before it polls again.
+	DefaultSSFPollInterval = 30 * time.Second
+	// DefaultUniversalLogoutSkew is the clock skew allowed on a Universal
+	// Logout token's exp, nbf and iat.
+	DefaultUniversalLogoutSkew = time.Minute
 	// DefaultFeedPathPrefix is where a feed is served when it names no path:
 	// DefaultFeedPathPrefix + name.
 	DefaultFeedPathPrefix = "/.portcullis/feeds/"
@@ -25,13 +42,36 @@ const (
 	// FeedWebhook is the signed generic webhook (portcullis.posture.v1,
 	// Standard Webhooks signing).
 	FeedWebhook = "webhook"
+	// FeedOktaHook is an Okta event hook, with optional System Log polling.
+	FeedOktaHook = "okta-event-hook"
+	// FeedSSF is an OpenID Shared Signals (CAEP/RISC) receiver, push or poll.
+	FeedSSF = "ssf"
+	// FeedUniversalLogout is the endpoint Okta Universal Logout (global
+	// token revocation) calls.
+	FeedUniversalLogout = "universal-logout"
+)
+
+// SSF delivery methods.
+const (
+	DeliveryPush = "push" // RFC 8935
+	DeliveryPoll = "poll" // RFC 8936
+)
+
+// How feeds name users.
+const (
+	// UserFromEmail: the user id is the lower-cased email (Okta login,
+	// RFC 9493 email or acct: URI).
+	UserFromEmail = "email"
+	// UserFromSub: the user id is the lower-cased IdP subject (Okta user
+	// id, iss_sub sub).
+	UserFromSub = "sub"
 )
 
 // supportedFeedTypes are the feed types this build can run.
-var supportedFeedTypes = []string{FeedWebhook}
+var supportedFeedTypes = []string{FeedWebhook, FeedOktaHook, FeedSSF, FeedUniversalLogout}
 
 // plannedFeedTypes are known feed types that are not implemented yet.
-var plannedFeedTypes = []string{"okta-event-hook", "ssf"}
+var plannedFeedTypes = []string{}
 
 // Config is the posture section of the configuration file.
 type Config struct {
@@ -48,8 +88,9 @@ type FeedConfig struct {
 	// Name identifies the feed. It is the "source" every event the feed
 	// accepts must carry, and the feed label of its metrics. Required.
 	Name string `yaml:"name"`
-	// Type is the wire format. Only "webhook" (portcullis.posture.v1 signed
-	// with Standard Webhooks) is supported. Required.
+	// Type is the wire format: "webhook" (portcullis.posture.v1 signed
+	// with Standard Webhooks), "okta-event-hook", "ssf" or
+	// "universal-logout". Required.
 	Type string `yaml:"type"`
 	// Path is the URL path the feed is served at on the HTTPS listener.
 	// Default "/.portcullis/feeds/<name>".
@@ -70,8 +111,96 @@ type FeedConfig struct {
 	MaxBody int64 `yaml:"max_body"`
 	// Tolerance is how far the webhook-timestamp header may be from the
 	// gateway's clock, either way; outside it a delivery is refused with
-	// 401, which bounds replays. Default 5m.
+	// 401, which bounds replays. For ssf it is how far in the future a
+	// SET's iat may be. Default 5m.
 	Tolerance conf.Duration `yaml:"tolerance"`
+
+	// AuthorizationFile (okta-event-hook, ssf, universal-logout) is a
+	// file holding the shared secret the sender presents. okta-event-hook:
+	// the exact value of Header. ssf: the bearer token the transmitter
+	// sends on push ("Authorization: Bearer <token>") and that the
+	// gateway sends on poll and stream management. universal-logout: a
+	// static bearer token (instead of a signed JWT).
+	AuthorizationFile string `yaml:"authorization_file"`
+	// AuthorizationFiles are further secret files accepted during a
+	// rotation (not sent). At most two in all.
+	AuthorizationFiles []string `yaml:"authorization_files"`
+	// Header (okta-event-hook) is the header that carries the secret.
+	// Default "Authorization".
+	Header string `yaml:"header"`
+	// OktaOrg (okta-event-hook) is the Okta org URL, e.g.
+	// "https://acme.okta.com". When set, the System Log is polled to
+	// fill the gaps hooks leave.
+	OktaOrg string `yaml:"okta_org"`
+	// APITokenFile (okta-event-hook) is a file holding an Okta API token
+	// (SSWS) with read access to the System Log. Required with okta_org.
+	APITokenFile string `yaml:"api_token_file"`
+	// PollInterval is how often the Okta System Log is polled (default
+	// 5m), or how long an SSF poller waits after an empty poll (default
+	// 30s).
+	PollInterval conf.Duration `yaml:"poll_interval"`
+	// UserFrom says how a feed names users: "email" (the lower-cased
+	// login or email, the default) or "sub" (the IdP's subject id). It
+	// must match how the gateway names logged-in users.
+	UserFrom string `yaml:"user_from"`
+
+	// Issuer (ssf) is the transmitter's issuer; every SET's iss must equal
+	// it. (universal-logout) the Okta org whose signed tokens are
+	// accepted.
+	Issuer string `yaml:"issuer"`
+	// ConfigURL (ssf) is the transmitter's configuration metadata.
+	// Default: the issuer's /.well-known/ssf-configuration.
+	ConfigURL string `yaml:"config_url"`
+	// JWKSURL (ssf, universal-logout) is where the signing keys are; for
+	// ssf it overrides the configuration's jwks_uri. universal-logout
+	// default: <issuer>/oauth2/v1/keys.
+	JWKSURL string `yaml:"jwks_url"`
+	// Audience (ssf) is the audience every SET must name. (universal-logout)
+	// the endpoint's public URL, which tokens must name as aud.
+	Audience string `yaml:"audience"`
+	// Delivery (ssf) is "push" (the default) or "poll".
+	Delivery string `yaml:"delivery"`
+	// PollEndpoint (ssf, poll) is the transmitter's poll URL; default the
+	// one the stream configuration returns.
+	PollEndpoint string `yaml:"poll_endpoint"`
+	// EndpointURL (ssf, push) is this feed's public URL, which the
+	// receiver registers as the stream's push endpoint.
+	EndpointURL string `yaml:"endpoint_url"`
+	// ManageStream (ssf) makes the receiver create or update its stream
+	// at the transmitter's configuration_endpoint and request a
+	// verification event. Default false: the stream is set up out of band.
+	ManageStream bool `yaml:"manage_stream"`
+	// Events (ssf) are the event type URIs requested when the stream is
+	// managed. Default: every type the receiver acts on.
+	Events []string `yaml:"events"`
+	// ClientID (universal-logout) is our application's client_id at the
+	// IdP; a signed token's sub must equal it.
+	ClientID string `yaml:"client_id"`
+}
+
+// AuthorizationSecrets returns the feed's authorization files,
+// AuthorizationFile first.
+func (f *FeedConfig) AuthorizationSecrets() []string {
+	var out []string
+	if f.AuthorizationFile != "" {
+		out = append(out, f.AuthorizationFile)
+	}
+	return append(out, f.AuthorizationFiles...)
+}
+
+// ResolvePaths rewrites every file name of the feed with resolve (which
+// makes a relative name relative to the configuration file).
+func (f *FeedConfig) ResolvePaths(resolve func(string) string) {
+	for _, p := range []*string{&f.SecretFile, &f.AuthorizationFile, &f.APITokenFile} {
+		if *p != "" {
+			*p = resolve(*p)
+		}
+	}
+	for _, list := range [][]string{f.SecretFiles, f.AuthorizationFiles} {
+		for i := range list {
+			list[i] = resolve(list[i])
+		}
+	}
 }
 
 // ApplyDefaults fills every unset key with its default. It leaves
@@ -91,10 +220,36 @@ func (f *FeedConfig) ApplyDefaults() {
 		f.Path = DefaultFeedPathPrefix + f.Name
 	}
 	if f.MaxBody == 0 {
-		f.MaxBody = DefaultFeedMaxBody
+		switch f.Type {
+		case FeedOktaHook:
+			f.MaxBody = DefaultOktaMaxBody
+		case FeedSSF, FeedUniversalLogout:
+			f.MaxBody = DefaultSSFMaxBody
+		default:
+			f.MaxBody = DefaultFeedMaxBody
+		}
 	}
 	if f.Tolerance == 0 {
 		f.Tolerance = conf.Duration(DefaultFeedTolerance)
+	}
+	if f.UserFrom == "" {
+		f.UserFrom = UserFromEmail
+	}
+	switch f.Type {
+	case FeedOktaHook:
+		if f.Header == "" {
+			f.Header = DefaultOktaHeader
+		}
+		if f.PollInterval == 0 {
+			f.PollInterval = conf.Duration(DefaultOktaPollInterval)
+		}
+	case FeedSSF:
+		if f.Delivery == "" {
+			f.Delivery = DeliveryPush
+		}
+		if f.PollInterval == 0 {
+			f.PollInterval = conf.Duration(DefaultSSFPollInterval)
+		}
 	}
 }
 
@@ -166,16 +321,20 @@ func (f *FeedConfig) Validate() error {
 	if strings.ContainsAny(f.Path, " \t\r\n?#") {
 		errs = append(errs, conf.Errorf("path", "%q must not contain spaces, '?' or '#'", f.Path))
 	}
-	switch n := len(f.Secrets()); {
-	case n == 0:
-		errs = append(errs, conf.Errorf("secret_file", "required"))
-	case n > 2:
-		errs = append(errs, conf.Errorf("secret_files", "at most 2 secrets in all (secret_file and secret_files), got %d", n))
-	}
-	for i, s := range f.SecretFiles {
-		if s == "" {
-			errs = append(errs, conf.Errorf(fmt.Sprintf("secret_files[%d]", i), "empty file name"))
+	if f.Type == FeedWebhook || f.Type == "" {
+		switch n := len(f.Secrets()); {
+		case n == 0:
+			errs = append(errs, conf.Errorf("secret_file", "required"))
+		case n > 2:
+			errs = append(errs, conf.Errorf("secret_files", "at most 2 secrets in all (secret_file and secret_files), got %d", n))
 		}
+		for i, s := range f.SecretFiles {
+			if s == "" {
+				errs = append(errs, conf.Errorf(fmt.Sprintf("secret_files[%d]", i), "empty file name"))
+			}
+		}
+	} else if slices.Contains(supportedFeedTypes, f.Type) {
+		errs = append(errs, f.validateSignal()...)
 	}
 	if f.MaxBody < 0 {
 		errs = append(errs, conf.Errorf("max_body", "must be positive"))
@@ -184,6 +343,113 @@ func (f *FeedConfig) Validate() error {
 		errs = append(errs, conf.Errorf("tolerance", "must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// validateSignal checks the keys of the okta-event-hook, ssf and
+// universal-logout types.
+func (f *FeedConfig) validateSignal() []error {
+	var errs []error
+	if len(f.Secrets()) > 0 {
+		errs = append(errs, conf.Errorf("secret_file", "only for type webhook; use authorization_file"))
+	}
+	if n := len(f.AuthorizationSecrets()); n > 2 {
+		errs = append(errs, conf.Errorf("authorization_files", "at most 2 secrets in all (authorization_file and authorization_files), got %d", n))
+	}
+	for i, s := range f.AuthorizationFiles {
+		if s == "" {
+			errs = append(errs, conf.Errorf(fmt.Sprintf("authorization_files[%d]", i), "empty file name"))
+		}
+	}
+	switch f.UserFrom {
+	case "", UserFromEmail, UserFromSub:
+	default:
+		errs = append(errs, conf.Errorf("user_from", "%q: use %q or %q", f.UserFrom, UserFromEmail, UserFromSub))
+	}
+	if f.PollInterval < 0 {
+		errs = append(errs, conf.Errorf("poll_interval", "must be positive"))
+	}
+	checkURL := func(key, v string) {
+		if v != "" {
+			if err := checkHTTPSURL(v); err != nil {
+				errs = append(errs, conf.Errorf(key, "%q: %v", v, err))
+			}
+		}
+	}
+	for _, kv := range [][2]string{{"okta_org", f.OktaOrg}, {"issuer", f.Issuer}, {"config_url", f.ConfigURL},
+		{"jwks_url", f.JWKSURL}, {"poll_endpoint", f.PollEndpoint}, {"endpoint_url", f.EndpointURL}} {
+		checkURL(kv[0], kv[1])
+	}
+	switch f.Type {
+	case FeedOktaHook:
+		if f.AuthorizationFile == "" {
+			errs = append(errs, conf.Errorf("authorization_file", "required: Okta sends this secret on every delivery"))
+		}
+		if f.OktaOrg != "" && f.APITokenFile == "" {
+			errs = append(errs, conf.Errorf("api_token_file", "required with okta_org (System Log polling)"))
+		}
+		if f.OktaOrg == "" && f.APITokenFile != "" {
+			errs = append(errs, conf.Errorf("okta_org", "required with api_token_file"))
+		}
+	case FeedSSF:
+		if f.Issuer == "" {
+			errs = append(errs, conf.Errorf("issuer", "required"))
+		}
+		if f.Audience == "" {
+			errs = append(errs, conf.Errorf("audience", "required"))
+		}
+		switch f.Delivery {
+		case "", DeliveryPush:
+			if f.AuthorizationFile == "" {
+				errs = append(errs, conf.Errorf("authorization_file", "required for push delivery: the transmitter's bearer token"))
+			}
+			if f.ManageStream && f.EndpointURL == "" {
+				errs = append(errs, conf.Errorf("endpoint_url", "required to manage a push stream"))
+			}
+		case DeliveryPoll:
+			if f.PollEndpoint == "" && !f.ManageStream {
+				errs = append(errs, conf.Errorf("poll_endpoint", "required for poll delivery unless manage_stream is set"))
+			}
+		default:
+			errs = append(errs, conf.Errorf("delivery", "%q: use %q or %q", f.Delivery, DeliveryPush, DeliveryPoll))
+		}
+	case FeedUniversalLogout:
+		if f.AuthorizationFile == "" && f.Issuer == "" {
+			errs = append(errs, conf.Errorf("issuer", "required unless authorization_file is set"))
+		}
+		if f.Issuer != "" {
+			if f.Audience == "" {
+				errs = append(errs, conf.Errorf("audience", "required with issuer: the endpoint's public URL"))
+			}
+			if f.ClientID == "" {
+				errs = append(errs, conf.Errorf("client_id", "required with issuer"))
+			}
+		}
+	}
+	return errs
+}
+
+// checkHTTPSURL accepts an absolute https URL without a fragment. Plain
+// http is accepted for loopback hosts only (tests, local relays).
+func checkHTTPSURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	switch {
+	case u.Host == "":
+		return errors.New("must be an absolute URL")
+	case u.Fragment != "":
+		return errors.New("must not have a fragment")
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		return nil
+	}
+	return errors.New("must use https")
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "::1" || strings.HasPrefix(host, "127.")
 }
 
 func validName(s string) bool {
