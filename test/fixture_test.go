@@ -275,6 +275,13 @@ func startUpstream(t testing.TB) string {
 	}
 	mux.HandleFunc("/ws", wsEcho)
 	mux.HandleFunc("/strict/ws", wsEcho)
+	mux.HandleFunc("/delay", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(time.Second):
+			w.Write([]byte("finished"))
+		case <-r.Context().Done():
+		}
+	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(5 * time.Second):
