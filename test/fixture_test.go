@@ -221,6 +221,10 @@ func (e *env) postFeed(id string, body []byte, ts time.Time, key []byte) (int, s
 	return resp.StatusCode, out.String()
 }
 
+func signFeed(key []byte, id string, ts time.Time, body []byte) string {
+	return feeds.SignWebhook(key, id, ts, body)
+}
+
 // setCompliant posts a fresh event for device and requires a 200.
 func (e *env) setCompliant(device string, compliant bool) {
 	e.t.Helper()
