@@ -20,7 +20,15 @@ type cacheEntry struct {
 	id                  *DeviceIdentity
 	gen                 uint64    // the crlSet generation it was checked against
 	notBefore, notAfter time.Time // where every certificate of the chain is valid
-	crlDue              time.Time // the earliest nextUpdate of a consulted CRL when stale CRLs deny; zero: none
+	crlDue              time.Time // the earliest nextUpdate of a consulted CRL when stale CRLs deny, or expiry of an OCSP answer; zero: none
+}
+
+// recheckBy makes the entry expire at due, if that is earlier; a zero due
+// changes nothing.
+func (e *cacheEntry) recheckBy(due time.Time) {
+	if !due.IsZero() && (e.crlDue.IsZero() || due.Before(e.crlDue)) {
+		e.crlDue = due
+	}
 }
 
 // casKey identifies a CA set; the common cases (all, or one) do not

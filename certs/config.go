@@ -45,6 +45,9 @@ type CAConfig struct {
 	// below the trust anchor, not counting self-issued intermediates (key
 	// rollover). Default 4, at most 16.
 	MaxChainDepth int `yaml:"max_chain_depth"`
+	// OCSP configures OCSP checks of this CA's device certificates (the
+	// leaf only). Default off.
+	OCSP OCSPConfig `yaml:"ocsp"`
 }
 
 // Sources an [IdentityRule] may read from.
@@ -79,8 +82,20 @@ type RevocationConfig struct {
 	// certificates its issuer signed. They are re-read when they change.
 	// Relative paths are taken from the base directory given to NewDevices.
 	CRLFiles []string `yaml:"crl_files"`
-	// Stale says what a CRL past its nextUpdate means: "deny" (default)
-	// refuses every certificate its issuer signed, "allow" keeps using it.
+	// CRLURLs are http or https URLs of CRLs (DER or PEM). Each is fetched
+	// when the gateway starts and again before its nextUpdate (at two
+	// thirds of its validity), or every Refresh, whichever comes first. A
+	// failed fetch keeps the last good copy. Until a URL has been fetched
+	// once, it counts as a stale CRL for every issuer.
+	CRLURLs []string `yaml:"crl_urls"`
+	// Refresh is the longest time between two fetches of a CRL URL.
+	// Default 1h.
+	Refresh conf.Duration `yaml:"refresh"`
+	// FetchTimeout bounds one CRL download. Default 30s.
+	FetchTimeout conf.Duration `yaml:"fetch_timeout"`
+	// Stale says what a CRL past its nextUpdate (or a CRL URL never fetched)
+	// means: "deny" (default) refuses every certificate its issuer signed,
+	// "allow" keeps using it.
 	Stale string `yaml:"stale"`
 }
 
@@ -126,6 +141,7 @@ func (c *CAConfig) Validate() error {
 	if c.MaxChainDepth < 0 || c.MaxChainDepth > maxChainDepthLimit {
 		errs = append(errs, conf.Errorf("max_chain_depth", "must be between 1 and %d (0 for the default %d)", maxChainDepthLimit, DefaultMaxChainDepth))
 	}
+	errs = append(errs, conf.AtKey("ocsp", c.OCSP.Validate()))
 	return errors.Join(errs...)
 }
 
@@ -176,6 +192,17 @@ func (c *RevocationConfig) Validate() error {
 		if f == "" {
 			errs = append(errs, conf.Errorf(fmt.Sprintf("crl_files[%d]", i), "empty path"))
 		}
+	}
+	for i, u := range c.CRLURLs {
+		if err := checkHTTPURL(u); err != nil {
+			errs = append(errs, conf.Errorf(fmt.Sprintf("crl_urls[%d]", i), "%v", err))
+		}
+	}
+	if c.Refresh < 0 {
+		errs = append(errs, conf.Errorf("refresh", "must not be negative"))
+	}
+	if c.FetchTimeout < 0 {
+		errs = append(errs, conf.Errorf("fetch_timeout", "must not be negative"))
 	}
 	return errors.Join(errs...)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -32,8 +33,16 @@ type Devices struct {
 	crl           atomic.Pointer[crlSet]
 	verifications atomic.Int64 // chain verifications done (cache misses); for tests
 
-	reloadMu sync.Mutex  // serializes reloads
+	http      *http.Client
+	ocsp      *ocspCache
+	crlURLs   []string
+	refresh   time.Duration // longest time between fetches of a CRL URL
+	fetchTime time.Duration // timeout of one CRL fetch
+
+	reloadMu sync.Mutex  // serializes reloads and fetches
 	tried    []fileStamp // guarded by reloadMu: the stamp last tried per CRL file
+	urlMu    sync.Mutex
+	urls     []urlState // guarded by urlMu: per CRL URL
 
 	// mu protects the following.
 	mu        sync.Mutex
@@ -50,6 +59,7 @@ type deviceCA struct {
 	deviceID *rule
 	user     *rule // nil: no user
 	maxDepth int
+	ocsp     *ocspPolicy // nil: no OCSP
 }
 
 // NewDevices validates cfg, loads every CA bundle and CRL file (relative
@@ -65,9 +75,19 @@ func NewDevices(cfg DevicesConfig, baseDir string, opts Options) (*Devices, erro
 		staleDeny: cfg.Revocation.Stale != StaleAllow,
 		cache:     map[cacheKey]*cacheEntry{},
 		cacheMax:  defaultCacheSize,
+		http:      opts.httpClient(),
+		ocsp:      newOCSPCache(),
+		refresh:   time.Duration(cfg.Revocation.Refresh),
+		fetchTime: time.Duration(cfg.Revocation.FetchTimeout),
+	}
+	if d.refresh == 0 {
+		d.refresh = DefaultCRLRefresh
+	}
+	if d.fetchTime == 0 {
+		d.fetchTime = DefaultCRLFetchTimeout
 	}
 	for _, c := range cfg.CAs {
-		ca := &deviceCA{name: c.Name, pool: x509.NewCertPool(), maxDepth: c.MaxChainDepth}
+		ca := &deviceCA{name: c.Name, pool: x509.NewCertPool(), maxDepth: c.MaxChainDepth, ocsp: c.OCSP.compile()}
 		if ca.maxDepth == 0 {
 			ca.maxDepth = DefaultMaxChainDepth
 		}
@@ -100,7 +120,9 @@ func NewDevices(cfg DevicesConfig, baseDir string, opts Options) (*Devices, erro
 		files = append(files, f)
 	}
 	d.tried = make([]fileStamp, len(files))
-	d.crl.Store(newCRLSet(1, files))
+	d.crlURLs = slices.Clone(cfg.Revocation.CRLURLs)
+	d.urls = make([]urlState, len(d.crlURLs))
+	d.crl.Store(newCRLSet(1, files, make([]*crlFile, len(d.crlURLs))))
 	return d, nil
 }
 
@@ -269,9 +291,14 @@ func (d *Devices) checkChain(ca *deviceCA, ch []*x509.Certificate, now time.Time
 		if err != nil {
 			return nil, err
 		}
-		if !due.IsZero() && (e.crlDue.IsZero() || due.Before(e.crlDue)) {
-			e.crlDue = due
+		e.recheckBy(due)
+	}
+	if ca.ocsp != nil && len(ch) >= 2 {
+		due, err := d.checkOCSP(ca, ch[0], ch[1], now)
+		if err != nil {
+			return nil, err
 		}
+		e.recheckBy(due)
 	}
 	leaf := ch[0]
 	deviceID, err := ca.deviceID.extract(leaf)

@@ -14,6 +14,7 @@ const (
 	CodeRevoked           = "revoked"            // a certificate of the chain is on its issuer's CRL
 	CodeCRLStale          = "crl_stale"          // the issuer's CRL is past nextUpdate and stale: deny
 	CodeCRLInvalid        = "crl_invalid"        // a CRL names the issuer but its signature or issuer's key usage is wrong
+	CodeOCSPUnavailable   = "ocsp_unavailable"   // hard OCSP: the responder could not be reached or answered unusably
 	CodeNoIdentity        = "no_identity"        // the device_id rule matched nothing
 	CodeAmbiguousIdentity = "ambiguous_identity" // a rule matched more than one value
 )

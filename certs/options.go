@@ -2,6 +2,7 @@ package certs
 
 import (
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,6 +14,23 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// HTTPClient fetches CRLs and OCSP responses; nil means a client of
+	// its own. Request timeouts come from the configuration.
+	HTTPClient *http.Client
+	// StateDir is the gateway's state directory; ACME keeps its accounts
+	// and certificates under StateDir/acme unless acme.storage says
+	// otherwise.
+	StateDir string
+	// ACMERenewCheck is how often certmagic looks for certificates to
+	// renew; zero means certmagic's default (10 minutes). Tests shorten it.
+	ACMERenewCheck time.Duration
+}
+
+func (o Options) httpClient() *http.Client {
+	if o.HTTPClient == nil {
+		return &http.Client{}
+	}
+	return o.HTTPClient
 }
 
 func (o Options) logger() *slog.Logger {

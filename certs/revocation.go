@@ -59,14 +59,17 @@ type crlFile struct {
 // reload. gen tells cache entries made under an older set.
 type crlSet struct {
 	gen      uint64
-	files    []*crlFile
+	files    []*crlFile             // per configured CRL file
+	fetched  []*crlFile             // per configured CRL URL; nil until fetched once
+	pending  bool                   // a CRL URL was never fetched
 	byIssuer map[string][]*crlEntry // raw issuer name → CRLs
 }
 
-func newCRLSet(gen uint64, files []*crlFile) *crlSet {
-	s := &crlSet{gen: gen, files: files, byIssuer: map[string][]*crlEntry{}}
-	for _, f := range files {
+func newCRLSet(gen uint64, files, fetched []*crlFile) *crlSet {
+	s := &crlSet{gen: gen, files: files, fetched: fetched, byIssuer: map[string][]*crlEntry{}}
+	for _, f := range slices.Concat(files, fetched) {
 		if f == nil {
+			s.pending = true
 			continue
 		}
 		for _, e := range f.crls {
@@ -96,6 +99,10 @@ func (s *crlSet) revokedSerials() map[string]struct{} {
 func (s *crlSet) check(c, issuer *x509.Certificate, now time.Time, staleDeny bool) (time.Time, *VerifyError) {
 	entries := s.byIssuer[string(c.RawIssuer)]
 	if len(entries) == 0 {
+		if s.pending && staleDeny {
+			// A CRL URL not fetched yet may be this issuer's: fail closed.
+			return time.Time{}, verifyErr(CodeCRLStale, errors.New("a CRL URL has not been fetched yet"))
+		}
 		return time.Time{}, nil
 	}
 	var best *crlEntry
@@ -235,11 +242,17 @@ func (d *Devices) Reload() error {
 }
 
 // Run polls the CRL files every few seconds and reloads those that
-// changed, until ctx ends. It returns nil at once when no CRL file is
-// configured.
+// changed, until ctx ends. It returns nil at once when no CRL file or URL
+// is configured.
+//
+// CRL URLs are fetched at once, then whenever due (see
+// [RevocationConfig.CRLURLs]).
 func (d *Devices) Run(ctx context.Context) error {
-	if len(d.crlPaths) == 0 {
+	if len(d.crlPaths) == 0 && len(d.crlURLs) == 0 {
 		return nil
+	}
+	if len(d.crlURLs) > 0 {
+		d.refreshDue(ctx, true)
 	}
 	t := time.NewTicker(crlPollInterval)
 	defer t.Stop()
@@ -248,8 +261,13 @@ func (d *Devices) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := d.reload(true); err != nil {
-				d.log.Error("reloading CRLs; keeping the previous ones", "error", err)
+			if len(d.crlPaths) > 0 {
+				if err := d.reload(true); err != nil {
+					d.log.Error("reloading CRLs; keeping the previous ones", "error", err)
+				}
+			}
+			if len(d.crlURLs) > 0 {
+				d.refreshDue(ctx, false)
 			}
 		}
 	}
@@ -285,7 +303,15 @@ func (d *Devices) reload(skipTried bool) error {
 	if !changed {
 		return errors.Join(errs...)
 	}
-	ns := newCRLSet(old.gen+1, files)
+	added := d.install(old, newCRLSet(old.gen+1, files, old.fetched))
+	d.log.Info("reloaded CRLs", "crl_files", len(d.crlPaths), "newly_revoked", len(added))
+	return errors.Join(errs...)
+}
+
+// install puts ns in force in place of old (the caller holds reloadMu),
+// drops cached verifications and tells the OnRevoked callbacks about the
+// serials ns revokes and old did not, which it returns.
+func (d *Devices) install(old, ns *crlSet) []string {
 	d.crl.Store(ns)
 
 	d.mu.Lock()
@@ -301,11 +327,10 @@ func (d *Devices) reload(skipTried bool) error {
 		}
 	}
 	slices.Sort(added)
-	d.log.Info("reloaded CRLs", "crl_files", len(d.crlPaths), "newly_revoked", len(added))
 	if len(added) > 0 {
 		for _, fn := range fns {
 			fn(added)
 		}
 	}
-	return errors.Join(errs...)
+	return added
 }

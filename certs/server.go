@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,10 @@ type ServerConfig struct {
 	// MinVersion is the oldest TLS version accepted: "1.2" (default) or
 	// "1.3".
 	MinVersion string `yaml:"min_version"`
+	// ACME gets and renews certificates for some host names from an ACME
+	// CA. Those names are served from ACME; every other name from
+	// Certificates. Optional.
+	ACME *ACMEConfig `yaml:"acme"`
 }
 
 // CertificateFiles is one certificate and its key.
@@ -57,6 +62,9 @@ func (c *ServerConfig) Validate() error {
 	default:
 		errs = append(errs, conf.Errorf("min_version", "unknown TLS version %q (want 1.2 or 1.3)", c.MinVersion))
 	}
+	if c.ACME != nil {
+		errs = append(errs, conf.AtKey("acme", c.ACME.Validate()))
+	}
 	return errors.Join(errs...)
 }
 
@@ -77,6 +85,7 @@ var ErrNoServerCertificate = errors.New("certs: no server certificate")
 type ServerCerts struct {
 	log   *slog.Logger
 	files []CertificateFiles // resolved paths
+	acme  *acmeManager       // nil: no ACME
 
 	cur atomic.Pointer[serverSet]
 
@@ -107,6 +116,13 @@ func NewServerCerts(cfg ServerConfig, baseDir string, opts Options) (*ServerCert
 	for _, f := range cfg.Certificates {
 		s.files = append(s.files, CertificateFiles{Cert: resolve(baseDir, f.Cert), Key: resolve(baseDir, f.Key)})
 	}
+	if cfg.ACME != nil {
+		m, err := newACMEManager(*cfg.ACME, baseDir, opts)
+		if err != nil {
+			return nil, err
+		}
+		s.acme = m
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.reloadLocked(false); err != nil {
@@ -119,8 +135,21 @@ func NewServerCerts(cfg ServerConfig, baseDir string, opts Options) (*ServerCert
 // certificate whose DNS name equals the SNI, then one with a matching
 // wildcard, then one whose IP address is the SNI or the local address, and
 // otherwise the first.
+//
+// ACME host names, and tls-alpn-01 challenges, are answered from ACME's
+// certificates first; while ACME has none for a name yet (or before
+// [ServerCerts.Run] started it), the certificate files answer.
 func (s *ServerCerts) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	set := s.cur.Load()
+	if s.acme != nil && s.acme.handles(hello) {
+		c, err := s.acme.getCertificate(hello)
+		if err == nil {
+			return c, nil
+		}
+		if len(set.all) == 0 || slices.Contains(hello.SupportedProtos, alpnACMETLS1) {
+			return nil, err
+		}
+	}
 	if len(set.all) == 0 {
 		return nil, ErrNoServerCertificate
 	}
@@ -183,8 +212,22 @@ func (s *ServerCerts) Reload() error {
 }
 
 // Run polls the certificate files every 2 seconds and reloads them when
-// one changed, until ctx ends.
+// one changed, until ctx ends. With ACME, it also starts certmagic: the
+// certificates in storage are loaded, missing ones obtained in the
+// background, and certmagic's maintenance renews them and refreshes their
+// OCSP staples; it stops when ctx ends. A certificate already obtained is
+// served, and kept, while the ACME CA cannot be reached.
 func (s *ServerCerts) Run(ctx context.Context) error {
+	if s.acme != nil {
+		rt, err := s.acme.start(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			s.acme.rt.Store(nil)
+			rt.cache.Stop()
+		}()
+	}
 	t := time.NewTicker(serverPollInterval)
 	defer t.Stop()
 	for {
@@ -302,13 +345,14 @@ func (s *ServerCerts) buildLocked() *serverSet {
 // LeafInfo describes a server certificate in use, for metrics and the
 // admin API.
 type LeafInfo struct {
-	Source   string // the certificate file, or "added"
-	Names    []string
-	Serial   string // lower-case hex
-	NotAfter time.Time
+	Source   string    `json:"source"` // the certificate file, "acme:<name>" or "added"
+	Names    []string  `json:"names"`
+	Serial   string    `json:"serial"` // lower-case hex
+	NotAfter time.Time `json:"not_after"`
 }
 
-// Leafs describes the certificates in use, in selection order.
+// Leafs describes the certificates in use: ACME's (source "acme:<name>")
+// first, then the files' and added ones in selection order.
 func (s *ServerCerts) Leafs() []LeafInfo {
 	set := s.cur.Load()
 	out := make([]LeafInfo, len(set.all))
@@ -318,6 +362,9 @@ func (s *ServerCerts) Leafs() []LeafInfo {
 			names = append(names, ip.String())
 		}
 		out[i] = LeafInfo{Source: set.sources[i], Names: names, Serial: serialHex(c.Leaf.SerialNumber), NotAfter: c.Leaf.NotAfter}
+	}
+	if s.acme != nil {
+		out = append(s.acme.leafs(), out...)
 	}
 	return out
 }
