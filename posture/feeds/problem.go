@@ -23,6 +23,10 @@ const (
 	ReasonSourceMismatch   = "feed.source_mismatch"    // 400: source differs from the feed's name
 	ReasonStoreUnavailable = "feed.store_unavailable"  // 503: the store is closed or shutting down
 	ReasonStoreFailed      = "feed.store_failed"       // 500: the store could not commit
+	ReasonBadAuthorization = "feed.bad_authorization"  // 401: the shared secret or token is missing or wrong
+	ReasonBadChallenge     = "feed.bad_challenge"      // 400: an Okta verification GET without a usable challenge
+	ReasonBadSubject       = "feed.bad_subject"        // 400: a Universal Logout subject that is missing or malformed
+	ReasonUnknownUser      = "feed.unknown_user"       // 404: a Universal Logout subject that names no user of ours
 )
 
 var reasonTitles = map[string]string{
@@ -39,6 +43,10 @@ var reasonTitles = map[string]string{
 	ReasonSourceMismatch:   "source does not match the feed",
 	ReasonStoreUnavailable: "Posture store unavailable",
 	ReasonStoreFailed:      "Posture store failed",
+	ReasonBadAuthorization: "Bad authorization",
+	ReasonBadChallenge:     "Bad verification challenge",
+	ReasonBadSubject:       "Bad subject",
+	ReasonUnknownUser:      "Unknown user",
 }
 
 // problemTypePrefix + reason is the problem document's type URI.

@@ -2,6 +2,7 @@ package feeds
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,36 @@ type Options struct {
 	Registry prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// HTTPClient makes the outgoing requests of polling feeds and key
+	// fetches; nil means a client with a 30 s timeout.
+	HTTPClient *http.Client
+}
+
+// fill sets a feed's logger, clock, metrics and client from opts, with
+// defaults.
+func (opts Options) fill(log **slog.Logger, now *func() time.Time, m **Metrics, client **http.Client, name string) error {
+	*log = opts.Logger
+	if *log == nil {
+		*log = slog.New(slog.DiscardHandler)
+	}
+	*log = (*log).With("feed", name)
+	*now = opts.Now
+	if *now == nil {
+		*now = time.Now
+	}
+	*m = opts.Metrics
+	if *m == nil {
+		mm, err := NewMetrics(opts.Registry)
+		if err != nil {
+			return fmt.Errorf("feeds: registering metrics: %w", err)
+		}
+		*m = mm
+	}
+	*client = opts.HTTPClient
+	if *client == nil {
+		*client = &http.Client{Timeout: 30 * time.Second}
+	}
+	return nil
 }
 
 // Webhook is the signed generic webhook feed: it accepts
@@ -45,6 +76,7 @@ type Webhook struct {
 	log       *slog.Logger
 	now       func() time.Time
 	m         *Metrics
+	health    health
 }
 
 // NewWebhook builds the feed described by cfg, reading its secret files.
@@ -99,8 +131,16 @@ func NewWebhook(cfg posture.FeedConfig, db *posture.DB, opts Options) (*Webhook,
 		}
 		w.m = m
 	}
+	w.health.init(w.name, posture.FeedWebhook, w.m)
 	return w, nil
 }
+
+// Run waits for ctx to end: the webhook feed has no background work. It
+// makes Webhook a [Receiver].
+func (w *Webhook) Run(ctx context.Context) error { return waitDone(ctx) }
+
+// Health reports the feed's counters.
+func (w *Webhook) Health() FeedHealth { return w.health.snapshot() }
 
 // Name returns the feed's name, which is the source its events carry.
 func (w *Webhook) Name() string { return w.name }
@@ -200,6 +240,7 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.countEvents(rep)
+	w.health.stored(len(outcomes), w.now())
 	w.m.requests.WithLabelValues(w.name, "200").Inc()
 	b, _ := json.Marshal(rep)
 	rw.Header().Set("Content-Type", "application/json")
@@ -211,23 +252,7 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // readBody reads at most maxBody bytes; a longer body is refused with 413
 // before more of it is read.
 func (w *Webhook) readBody(rw http.ResponseWriter, r *http.Request) (body []byte, status int, reason, detail string) {
-	tooLarge := fmt.Sprintf("the body must be at most %d bytes", w.maxBody)
-	if r.ContentLength > w.maxBody {
-		return nil, http.StatusRequestEntityTooLarge, ReasonTooLarge, tooLarge
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(rw, r.Body, w.maxBody))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		return nil, http.StatusRequestEntityTooLarge, ReasonTooLarge, tooLarge
-	case err != nil && !errors.Is(err, io.EOF):
-		return nil, http.StatusBadRequest, ReasonReadFailed, "the body could not be read"
-	}
-	return buf.Bytes(), 0, "", ""
+	return readLimited(rw, r, w.maxBody)
 }
 
 func (w *Webhook) countEvents(rep reply) {
@@ -250,6 +275,38 @@ func (w *Webhook) reject(rw http.ResponseWriter, r *http.Request, status int, re
 }
 
 func (w *Webhook) count(status int, reason string) {
+	w.health.reject()
+	w.health.fail(reason, w.now())
 	w.m.requests.WithLabelValues(w.name, strconv.Itoa(status)).Inc()
 	w.m.rejections.WithLabelValues(w.name, reason).Inc()
+}
+
+// readLimited reads at most max bytes of the body; a longer body is
+// refused with 413 before more of it is read.
+func readLimited(rw http.ResponseWriter, r *http.Request, max int64) (body []byte, status int, reason, detail string) {
+	tooLarge := fmt.Sprintf("the body must be at most %d bytes", max)
+	if r.ContentLength > max {
+		return nil, http.StatusRequestEntityTooLarge, ReasonTooLarge, tooLarge
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(rw, r.Body, max))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, http.StatusRequestEntityTooLarge, ReasonTooLarge, tooLarge
+	case err != nil && !errors.Is(err, io.EOF):
+		return nil, http.StatusBadRequest, ReasonReadFailed, "the body could not be read"
+	}
+	return buf.Bytes(), 0, "", ""
+}
+
+// storeFailure maps a store error to a status and reason.
+func storeFailure(err error) (int, string) {
+	if errors.Is(err, posture.ErrClosed) {
+		return http.StatusServiceUnavailable, ReasonStoreUnavailable
+	}
+	return http.StatusInternalServerError, ReasonStoreFailed
 }

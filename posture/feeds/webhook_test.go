@@ -459,7 +459,7 @@ func TestNewWebhookErrors(t *testing.T) {
 		{"missing file", posture.FeedConfig{Name: "a", Type: "webhook", DeviceCA: "x", SecretFile: filepath.Join(dir, "nope")}, "reading secret"},
 		{"short secret", posture.FeedConfig{Name: "a", Type: "webhook", DeviceCA: "x", SecretFile: short}, "24..64 bytes"},
 		{"no device CA", posture.FeedConfig{Name: "a", Type: "webhook", SecretFile: good}, "device_ca is required"},
-		{"planned type", posture.FeedConfig{Name: "a", Type: "ssf", DeviceCA: "x", SecretFile: good}, "not implemented yet"},
+		{"other type", posture.FeedConfig{Name: "a", Type: "ssf", DeviceCA: "x", SecretFile: good}, "only for type webhook"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,285 @@
+package feeds
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// RFC 8935 error codes, the err member of a push error and of a poll
+// setErrs entry.
+const (
+	SETInvalidRequest  = "invalid_request"
+	SETInvalidKey      = "invalid_key"
+	SETInvalidIssuer   = "invalid_issuer"
+	SETInvalidAudience = "invalid_audience"
+	SETAuthFailed      = "authentication_failed"
+	SETAccessDenied    = "access_denied"
+	SETInvalidState    = "invalid_state"
+)
+
+// A SETError says why a Security Event Token was refused.
+type SETError struct {
+	Code        string `json:"err"`
+	Description string `json:"description"`
+}
+
+func (e *SETError) Error() string { return "feeds: SET refused: " + e.Code + ": " + e.Description }
+
+func setErr(code, format string, args ...any) *SETError {
+	return &SETError{Code: code, Description: fmt.Sprintf(format, args...)}
+}
+
+// SETAlgorithms are the signature algorithms a SET may use: asymmetric
+// only, never none or HS*.
+var SETAlgorithms = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512, jose.ES256, jose.ES384, jose.ES512}
+
+// maxSET bounds a compact SET.
+const maxSET = 64 << 10
+
+// SET is a verified Security Event Token (RFC 8417 as profiled by SSF).
+type SET struct {
+	Issuer   string
+	JTI      string
+	IssuedAt time.Time
+	Audience []string
+	TxN      string
+	SubID    *Subject // top-level sub_id, may be nil
+	// Events maps each event type URI to its event object.
+	Events map[string]json.RawMessage
+}
+
+// setVerifier checks SETs against one transmitter.
+type setVerifier struct {
+	issuer    string
+	audience  string
+	tolerance time.Duration
+	keys      *keySet
+	now       func() time.Time
+}
+
+// verify checks a compact SET's header, signature and claims, in that
+// order; no claim is read before the signature verifies.
+func (v *setVerifier) verify(ctx context.Context, token string) (*SET, *SETError) {
+	token = strings.TrimSpace(token)
+	if len(token) > maxSET {
+		return nil, setErr(SETInvalidRequest, "the SET is larger than %d bytes", maxSET)
+	}
+	switch strings.Count(token, ".") {
+	case 2:
+	case 4:
+		return nil, setErr(SETInvalidKey, "encrypted SETs are not supported")
+	default:
+		return nil, setErr(SETInvalidRequest, "not a compact JWS")
+	}
+	jws, err := jose.ParseSignedCompact(token, SETAlgorithms)
+	if err != nil {
+		var alg *jose.ErrUnexpectedSignatureAlgorithm
+		if errors.As(err, &alg) {
+			return nil, setErr(SETInvalidRequest, "signature algorithm %q is not allowed", clip(string(alg.Got)))
+		}
+		return nil, setErr(SETInvalidRequest, "not a compact JWS")
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, setErr(SETInvalidRequest, "want exactly one signature")
+	}
+	h := jws.Signatures[0].Protected
+	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
+	typ = strings.TrimPrefix(strings.ToLower(typ), "application/")
+	if typ != "secevent+jwt" {
+		return nil, setErr(SETInvalidRequest, "typ must be secevent+jwt")
+	}
+	if h.JSONWebKey != nil {
+		return nil, setErr(SETInvalidKey, "embedded jwk headers are not trusted")
+	}
+	key, err := v.keys.key(ctx, h.KeyID, h.Algorithm)
+	if err != nil {
+		return nil, setErr(SETInvalidKey, "%v", err)
+	}
+	payload, err := jws.Verify(key)
+	if err != nil {
+		return nil, setErr(SETInvalidKey, "the signature does not verify")
+	}
+	return v.claims(payload)
+}
+
+func (v *setVerifier) claims(payload []byte) (*SET, *SETError) {
+	var c map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if err := dec.Decode(&c); err != nil || c == nil {
+		return nil, setErr(SETInvalidRequest, "the claims are not a JSON object")
+	}
+	if _, ok := c["sub"]; ok {
+		return nil, setErr(SETInvalidRequest, "sub must not be present in a SET (use sub_id)")
+	}
+	if _, ok := c["exp"]; ok {
+		return nil, setErr(SETInvalidRequest, "exp must not be present in a SET")
+	}
+	var s SET
+	if json.Unmarshal(c["iss"], &s.Issuer) != nil || s.Issuer != v.issuer {
+		return nil, setErr(SETInvalidIssuer, "iss is not %q", v.issuer)
+	}
+	var one string
+	if json.Unmarshal(c["aud"], &one) == nil {
+		s.Audience = []string{one}
+	} else if json.Unmarshal(c["aud"], &s.Audience) != nil {
+		s.Audience = nil
+	}
+	if !contains(s.Audience, v.audience) {
+		return nil, setErr(SETInvalidAudience, "aud does not contain %q", v.audience)
+	}
+	var iat float64
+	if json.Unmarshal(c["iat"], &iat) != nil || iat <= 0 || iat > 1e11 {
+		return nil, setErr(SETInvalidRequest, "iat is missing or not a NumericDate")
+	}
+	s.IssuedAt = time.Unix(int64(iat), 0).UTC()
+	if s.IssuedAt.After(v.now().Add(v.tolerance)) {
+		return nil, setErr(SETInvalidRequest, "iat is in the future")
+	}
+	if json.Unmarshal(c["jti"], &s.JTI) != nil || s.JTI == "" || len(s.JTI) > 256 {
+		return nil, setErr(SETInvalidRequest, "jti is missing or longer than 256 bytes")
+	}
+	if raw, ok := c["txn"]; ok {
+		json.Unmarshal(raw, &s.TxN)
+	}
+	if raw, ok := c["sub_id"]; ok {
+		if json.Unmarshal(raw, &s.SubID) != nil || s.SubID == nil || s.SubID.Format == "" {
+			return nil, setErr(SETInvalidRequest, "sub_id is not a subject identifier")
+		}
+	}
+	if json.Unmarshal(c["events"], &s.Events) != nil || len(s.Events) == 0 {
+		return nil, setErr(SETInvalidRequest, "events is missing or empty")
+	}
+	for uri, ev := range s.Events {
+		if len(ev) == 0 || ev[0] != '{' {
+			return nil, setErr(SETInvalidRequest, "event %q is not an object", clip(uri))
+		}
+	}
+	return &s, nil
+}
+
+// keyRefetchInterval bounds JWKS fetches caused by unknown kids.
+const keyRefetchInterval = 30 * time.Second
+
+// maxJWKS bounds a JWKS document.
+const maxJWKS = 1 << 20
+
+// keySet is a transmitter's cached JWKS. An unknown kid causes a refetch,
+// at most once per keyRefetchInterval.
+type keySet struct {
+	url    func(ctx context.Context) (string, error)
+	client *http.Client
+	now    func() time.Time
+
+	mu      sync.Mutex // guards keys, fetched and fetches
+	keys    []jose.JSONWebKey
+	fetched time.Time // last attempt, successful or not
+	fetches int
+}
+
+// key returns the public key for kid (any usable key when kid is empty
+// and the set has exactly one), fetching the set when it is unknown.
+func (k *keySet) key(ctx context.Context, kid, alg string) (any, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if key, ok := k.findLocked(kid, alg); ok {
+		return key, nil
+	}
+	if !k.fetched.IsZero() && k.now().Sub(k.fetched) < keyRefetchInterval {
+		return nil, fmt.Errorf("key %q is unknown", clip(kid))
+	}
+	// Holding mu across the fetch makes concurrent SETs with the same new
+	// kid wait for one fetch instead of each making one.
+	if err := k.fetchLocked(ctx); err != nil {
+		return nil, err
+	}
+	if key, ok := k.findLocked(kid, alg); ok {
+		return key, nil
+	}
+	return nil, fmt.Errorf("key %q is unknown", clip(kid))
+}
+
+func (k *keySet) findLocked(kid, alg string) (any, bool) {
+	var found []any
+	for i := range k.keys {
+		jk := &k.keys[i]
+		if kid != "" && jk.KeyID != kid {
+			continue
+		}
+		if jk.Use != "" && jk.Use != "sig" || jk.Algorithm != "" && jk.Algorithm != alg {
+			continue
+		}
+		switch pub := jk.Key.(type) {
+		case *rsa.PublicKey:
+			if pub.N.BitLen() < 2048 {
+				continue
+			}
+			if !strings.HasPrefix(alg, "RS") && !strings.HasPrefix(alg, "PS") {
+				continue
+			}
+		case *ecdsa.PublicKey:
+			if !strings.HasPrefix(alg, "ES") {
+				continue
+			}
+		default:
+			continue // symmetric or private keys are never used
+		}
+		found = append(found, jk.Key)
+	}
+	if len(found) == 1 || kid != "" && len(found) > 0 {
+		return found[0], true
+	}
+	return nil, false
+}
+
+func (k *keySet) fetchLocked(ctx context.Context) error {
+	k.fetched = k.now()
+	k.fetches++
+	u, err := k.url(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("fetching keys: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetching keys: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetching keys: status %d", resp.StatusCode)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKS))
+	if err != nil {
+		return fmt.Errorf("fetching keys: %w", err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(b, &set); err != nil {
+		return fmt.Errorf("decoding keys: %w", err)
+	}
+	k.keys = set.Keys
+	return nil
+}
+
+// fetchCount returns how many times the set was fetched.
+func (k *keySet) fetchCount() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.fetches
+}
