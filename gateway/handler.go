@@ -101,7 +101,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	decided := time.Now()
 	rec.DecisionLatency = decided.Sub(start)
 	rec.Verdict, rec.Reason, rec.Rule = dec.Verdict.String(), string(dec.Reason), dec.Rule
-	g.metrics.decision(res.name, dec, rec.DecisionLatency)
+	g.metrics.decision(&res.counters, res.name, dec, rec.DecisionLatency)
 
 	if auth != nil && (dec.Verdict == enforcement.Login || dec.Verdict == enforcement.StepUp) && id.err == nil {
 		rec.Status = http.StatusUnauthorized

@@ -31,9 +31,11 @@ func newLiveRegistry() *liveRegistry {
 }
 
 // liveEntry is a tracked request with what the gateway needs to end it.
+// Its context's cancel cause is the entry itself, which is how the proxy's
+// error handler learns that re-evaluation, not the client, ended it.
 type liveEntry struct {
 	enforcement.Tracked
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	shard  *liveShard
 	reason enforcement.Decision // why it was closed, if it was
 	mu     sync.Mutex
@@ -43,9 +45,8 @@ type liveEntry struct {
 // track registers r and returns the request to proxy (with a context the
 // registry can cancel) and a function to call when it ends.
 func (reg *liveRegistry) track(r *http.Request, res *resource, in *enforcement.Input, seq uint64) (*http.Request, *liveEntry) {
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := context.WithCancelCause(r.Context())
 	e := &liveEntry{cancel: cancel}
-	ctx = context.WithValue(ctx, liveKey{}, e)
 	e.Tracked = enforcement.Tracked{Policy: res.policy, Request: in.Request, Device: in.Device, Subject: in.Subject}
 	e.Tracked.Close = e.close
 	e.shard = &reg.shards[seq%uint64(len(reg.shards))]
@@ -55,11 +56,13 @@ func (reg *liveRegistry) track(r *http.Request, res *resource, in *enforcement.I
 	return r.WithContext(ctx), e
 }
 
-type liveKey struct{}
+// Error makes a closed entry the cause of its context's cancellation.
+func (e *liveEntry) Error() string { return "closed by re-evaluation" }
 
-// liveFrom returns the entry of a tracked request's context, or nil.
+// liveFrom returns the entry that closed a tracked request's context, or
+// nil when it was not closed by re-evaluation.
 func liveFrom(ctx context.Context) *liveEntry {
-	e, _ := ctx.Value(liveKey{}).(*liveEntry)
+	e, _ := context.Cause(ctx).(*liveEntry)
 	return e
 }
 
@@ -68,7 +71,7 @@ func (e *liveEntry) done() {
 	e.shard.mu.Lock()
 	delete(e.shard.m, &e.Tracked)
 	e.shard.mu.Unlock()
-	e.cancel()
+	e.cancel(context.Canceled)
 }
 
 func (e *liveEntry) close(d enforcement.Decision) {
@@ -77,7 +80,7 @@ func (e *liveEntry) close(d enforcement.Decision) {
 		e.closed, e.reason = true, d
 	}
 	e.mu.Unlock()
-	e.cancel()
+	e.cancel(e)
 }
 
 // closedBy reports whether the re-evaluator closed e, and why.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,8 +62,29 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 	return m
 }
 
-func (m *metrics) decision(resource string, d enforcement.Decision, took time.Duration) {
-	m.decisions.WithLabelValues(resource, d.Verdict.String(), string(d.Reason)).Inc()
+// decisionCounters caches one resource's decision counters, so the hot
+// path skips hashing three label values per request. Series are created
+// on first use, never ahead: no zero series for reasons never seen.
+type decisionCounters struct {
+	mu sync.RWMutex // guards m
+	m  map[enforcement.Decision]prometheus.Counter
+}
+
+func (m *metrics) decision(dc *decisionCounters, resource string, d enforcement.Decision, took time.Duration) {
+	key := enforcement.Decision{Verdict: d.Verdict, Reason: d.Reason}
+	dc.mu.RLock()
+	c := dc.m[key]
+	dc.mu.RUnlock()
+	if c == nil {
+		c = m.decisions.WithLabelValues(resource, d.Verdict.String(), string(d.Reason))
+		dc.mu.Lock()
+		if dc.m == nil {
+			dc.m = map[enforcement.Decision]prometheus.Counter{}
+		}
+		dc.m[key] = c
+		dc.mu.Unlock()
+	}
+	c.Inc()
 	m.decideTime.Observe(took.Seconds())
 }
 

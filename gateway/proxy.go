@@ -14,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -95,18 +96,21 @@ func newProxy(rc *ResourceConfig, target string, cfg *Config, onError func(http.
 
 // setForwarded sets X-Forwarded-For/-Host/-Proto and RFC 7239 Forwarded.
 // The gateway is the edge: what clients sent in these headers was removed
-// by ReverseProxy's Rewrite contract and is never passed on.
+// by ReverseProxy's Rewrite contract and is never passed on. The four
+// values share one backing array: this runs on every request.
 func setForwarded(pr *httputil.ProxyRequest) {
-	pr.SetXForwarded()
-	ip, _, err := net.SplitHostPort(pr.In.RemoteAddr)
-	if err != nil {
-		ip = pr.In.RemoteAddr
-	}
+	ip := remoteIP(pr.In.RemoteAddr)
 	forIP := ip
-	if net.ParseIP(ip).To4() == nil {
+	if strings.IndexByte(ip, ':') >= 0 {
 		forIP = `"[` + ip + `]"` // RFC 7239 §6: IPv6 is quoted and bracketed
 	}
-	pr.Out.Header["Forwarded"] = []string{"for=" + forIP + ";host=\"" + pr.In.Host + "\";proto=https"}
+	vals := [4]string{ip, pr.In.Host, "https", "for=" + forIP + ";host=\"" + pr.In.Host + "\";proto=https"}
+	v := vals[:]
+	h := pr.Out.Header
+	h["X-Forwarded-For"] = v[0:1:1]
+	h["X-Forwarded-Host"] = v[1:2:2]
+	h["X-Forwarded-Proto"] = v[2:3:3]
+	h["Forwarded"] = v[3:4:4]
 }
 
 // upstreamStatus maps a proxy error to a status and reason code.

@@ -43,6 +43,7 @@ type resource struct {
 	policy    *enforcement.Policy
 	proxy     *httputil.ReverseProxy
 	transport http.RoundTripper
+	counters  decisionCounters
 }
 
 // listenerTLS holds one listener's TLS configurations, one per client
