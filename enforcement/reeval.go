@@ -104,13 +104,14 @@ func (r *Reevaluator) Run(ctx context.Context) error {
 // affected is the set of devices and users a batch of changes touched;
 // all is set when a change was lost and everything must be re-decided.
 type affected struct {
-	all     bool
-	devices map[posture.DeviceKey]bool
-	users   map[string]bool
+	all      bool
+	devices  map[posture.DeviceKey]bool
+	users    map[string]bool
+	sessions map[string]bool
 }
 
 func newAffected() *affected {
-	return &affected{devices: map[posture.DeviceKey]bool{}, users: map[string]bool{}}
+	return &affected{devices: map[posture.DeviceKey]bool{}, users: map[string]bool{}, sessions: map[string]bool{}}
 }
 
 func (a *affected) add(ch posture.Change) {
@@ -123,7 +124,10 @@ func (a *affected) add(ch posture.Change) {
 	if ch.User != "" {
 		a.users[ch.User] = true
 	}
-	if ch.Device == nil && ch.User == "" {
+	if ch.Session != "" {
+		a.sessions[ch.Session] = true
+	}
+	if ch.Device == nil && ch.User == "" && ch.Session == "" {
 		a.all = true // a change we cannot attribute: be thorough
 	}
 }
@@ -135,7 +139,7 @@ func (a *affected) matches(t *Tracked) bool {
 	if t.Device != nil && a.devices[posture.DeviceKey{CA: t.Device.CA, ID: t.Device.DeviceID}] {
 		return true
 	}
-	if t.Subject != nil && a.users[t.Subject.UserID] {
+	if t.Subject != nil && (a.users[t.Subject.UserID] || t.Subject.SessionID != "" && a.sessions[t.Subject.SessionID]) {
 		return true
 	}
 	return t.Device != nil && t.Device.User != "" && a.users[t.Device.User]

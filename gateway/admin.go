@@ -35,5 +35,6 @@ func (g *Gateway) adminHandler() http.Handler {
 		json.NewEncoder(w).Encode(detail)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
+	(&adminAPI{g: g, token: g.adminToken}).routes(mux)
 	return mux
 }

@@ -82,6 +82,9 @@ type ListenerConfig struct {
 type AdminConfig struct {
 	// Listen is host:port (default 127.0.0.1:9090); "off" disables it.
 	Listen string `yaml:"listen"`
+	// TokenFile holds the bearer token of the admin API (/v1/...); without
+	// it the API is off and only /healthz, /readyz and /metrics answer.
+	TokenFile string `yaml:"token_file"`
 }
 
 // StateConfig says where state lives.

@@ -24,6 +24,7 @@ import (
 	"portcullis/enforcement"
 	"portcullis/gateway/assertion"
 	"portcullis/gateway/audit"
+	"portcullis/internal/conf"
 	"portcullis/posture"
 	"portcullis/posture/feeds"
 )
@@ -52,6 +53,7 @@ type Gateway struct {
 	metrics     *metrics
 	feedMetrics *feeds.Metrics
 	ids         *idGen
+	adminToken  conf.Secret
 	live        *liveRegistry
 	onReady     func(*Gateway)
 
@@ -88,6 +90,11 @@ func New(path string, opts Options) (*Gateway, error) {
 	}, func() float64 { return float64(g.live.Len()) }))
 	if g.feedMetrics, err = feeds.NewMetrics(g.reg); err != nil {
 		return nil, err
+	}
+	if cfg.Admin.TokenFile != "" {
+		if g.adminToken, err = conf.ReadSecretFile(cfg.Path(cfg.Admin.TokenFile)); err != nil {
+			return nil, fmt.Errorf("admin.token_file: %w", err)
+		}
 	}
 	stateDir := cfg.Path(cfg.State.Dir)
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {

@@ -78,6 +78,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		auth = s.logins[login]
 	}
 	var dec enforcement.Decision
+	revoked := false
 	if id.err != nil && res.policy.DeviceCertificate() != enforcement.CertOff {
 		// A certificate was presented and is not acceptable: that is never
 		// the same as presenting none.
@@ -89,14 +90,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			in.Subject = auth.Authenticate(r, res)
 		}
 		if in.Device != nil {
-			in.Posture = g.store.Device(posture.DeviceKey{CA: in.Device.CA, ID: in.Device.DeviceID})
+			key := posture.DeviceKey{CA: in.Device.CA, ID: in.Device.DeviceID}
+			in.Posture = g.store.Device(key)
 			rec.Device, rec.DeviceCA = in.Device.DeviceID, in.Device.CA
+			// A device revoked by a feed or by hand: certificates issued
+			// before the revocation are refused (a later one is a new
+			// enrolment).
+			if before := g.store.DeviceRevokedBefore(key); !before.IsZero() && !in.Device.NotBefore.After(before) {
+				revoked = true
+			}
 		}
 		if in.Subject != nil {
 			in.Risk = g.store.Risk(in.Subject.UserID)
 			rec.User = in.Subject.UserID
 		}
 		dec = enforcement.Decide(res.policy, &in)
+		if revoked && res.policy.DeviceCertificate() != enforcement.CertOff {
+			dec = enforcement.Decision{Verdict: enforcement.Deny, Reason: enforcement.ReasonCertificateRevoked, Rule: "revocation.device"}
+		}
 	}
 	decided := time.Now()
 	rec.DecisionLatency = decided.Sub(start)
@@ -121,7 +132,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	g.setIdentityHeaders(s, r, res, &in, reqID)
-	r, live := g.live.track(r, res, &in, seq)
+	r, live := g.live.track(r, res, &in, seq, reqID)
 	sw := statusWriterPool.Get().(*statusWriter)
 	sw.reset(w)
 	res.proxy.ServeHTTP(sw.writer(), r)

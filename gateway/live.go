@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"time"
 
 	"portcullis/enforcement"
 )
@@ -18,14 +19,14 @@ type liveRegistry struct {
 
 type liveShard struct {
 	mu sync.Mutex // guards m
-	m  map[*enforcement.Tracked]struct{}
+	m  map[*enforcement.Tracked]*liveEntry
 	_  [40]byte // keep shards on separate cache lines
 }
 
 func newLiveRegistry() *liveRegistry {
 	r := &liveRegistry{}
 	for i := range r.shards {
-		r.shards[i].m = map[*enforcement.Tracked]struct{}{}
+		r.shards[i].m = map[*enforcement.Tracked]*liveEntry{}
 	}
 	return r
 }
@@ -37,21 +38,25 @@ type liveEntry struct {
 	enforcement.Tracked
 	cancel context.CancelCauseFunc
 	shard  *liveShard
-	reason enforcement.Decision // why it was closed, if it was
-	mu     sync.Mutex
-	closed bool
+
+	requestID string
+	resource  string
+	started   time.Time
+	reason    enforcement.Decision // why it was closed, if it was
+	mu        sync.Mutex
+	closed    bool
 }
 
 // track registers r and returns the request to proxy (with a context the
 // registry can cancel) and a function to call when it ends.
-func (reg *liveRegistry) track(r *http.Request, res *resource, in *enforcement.Input, seq uint64) (*http.Request, *liveEntry) {
+func (reg *liveRegistry) track(r *http.Request, res *resource, in *enforcement.Input, seq uint64, reqID string) (*http.Request, *liveEntry) {
 	ctx, cancel := context.WithCancelCause(r.Context())
-	e := &liveEntry{cancel: cancel}
+	e := &liveEntry{cancel: cancel, requestID: reqID, resource: res.name, started: in.Now}
 	e.Tracked = enforcement.Tracked{Policy: res.policy, Request: in.Request, Device: in.Device, Subject: in.Subject}
 	e.Tracked.Close = e.close
 	e.shard = &reg.shards[seq%uint64(len(reg.shards))]
 	e.shard.mu.Lock()
-	e.shard.m[&e.Tracked] = struct{}{}
+	e.shard.m[&e.Tracked] = e
 	e.shard.mu.Unlock()
 	return r.WithContext(ctx), e
 }
@@ -104,6 +109,34 @@ func (reg *liveRegistry) Range(f func(*enforcement.Tracked)) {
 		sh.mu.Unlock()
 		for _, t := range batch {
 			f(t)
+		}
+	}
+}
+
+// userID is the user of the request: its login, or its certificate's.
+func (e *liveEntry) userID() string {
+	if e.Subject != nil {
+		return e.Subject.UserID
+	}
+	if e.Device != nil {
+		return e.Device.User
+	}
+	return ""
+}
+
+// rangeEntries is Range for the gateway's own use, with the entries.
+func (reg *liveRegistry) rangeEntries(f func(*liveEntry)) {
+	var batch []*liveEntry
+	for i := range reg.shards {
+		sh := &reg.shards[i]
+		sh.mu.Lock()
+		batch = batch[:0]
+		for _, e := range sh.m {
+			batch = append(batch, e)
+		}
+		sh.mu.Unlock()
+		for _, e := range batch {
+			f(e)
 		}
 	}
 }

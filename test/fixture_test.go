@@ -40,6 +40,7 @@ type env struct {
 	rogueCert, rogueKey string
 	feedKey             []byte
 	cfgPath             string
+	adminToken          string // path of the admin API token file
 }
 
 func uuid4() string {
@@ -105,6 +106,7 @@ func newEnv(t testing.TB) *env {
 	e.feedKey = make([]byte, 32)
 	rand.Read(e.feedKey)
 	write("feed.secret", []byte("whsec_"+base64.StdEncoding.EncodeToString(e.feedKey)+"\n"))
+	e.adminToken = write("admin.token", []byte(uuid4()+"\n"))
 
 	e.upstream = startUpstream(t)
 	e.cfgPath = filepath.Join(e.dir, "portcullis.yaml")
@@ -116,7 +118,7 @@ const configTemplate = `
 listen:
   - address: 127.0.0.1:{{.Port}}
     client_auth: optional
-admin: {listen: "{{.Admin}}"}
+admin: {listen: "{{.Admin}}", token_file: admin.token}
 state: {dir: state}
 tls:
   certificates: [{cert: server.pem, key: server.key}]

@@ -36,6 +36,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdFeed(rest, stdout, stderr)
 	case "posture":
 		return cmdPosture(rest, stdout, stderr)
+	case "revoke":
+		return cmdRevoke(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "portcullis", buildVersion())
 		return 0
@@ -59,6 +61,8 @@ commands:
   ca       init|issue|revoke|crl    manage a dev device CA
   feed     post                     send a signed portcullis.posture.v1 event
   posture  set                      write a posture record into a stopped gateway's store
+  revoke   --user U | --device CA/ID | --session S
+                                    revoke through the admin API; live connections close
   version                           print the version
 
 Run "portcullis <command> -h" for a command's flags.
