@@ -1,0 +1,322 @@
+package oidc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"portcullis/enforcement/session"
+	"portcullis/internal/conf"
+	"portcullis/posture"
+)
+
+// Endpoint paths every host answers (the callback path comes from each
+// provider's redirect_url).
+const (
+	Prefix          = "/.portcullis/"
+	StartPath       = "/.portcullis/oidc/start"
+	HandoffPath     = "/.portcullis/session"
+	LogoutPath      = "/.portcullis/logout"
+	BackchannelPath = "/.portcullis/oidc/backchannel"
+)
+
+// Store is what the package needs of the posture store: the revocation
+// checks every session decode makes, and a way to record revocations
+// (logout, back-channel logout).
+type Store interface {
+	session.Revocations
+	ApplyRevocations(ctx context.Context, batch []posture.RevocationEvent) ([]posture.Outcome, error)
+}
+
+// Options configures a [Manager].
+type Options struct {
+	Logger *slog.Logger
+	// Store holds revocations. Required.
+	Store Store
+	// SessionKeys seal sessions and login state (session.LoadKeyFile).
+	SessionKeys [][]byte
+	// Session is the session lifetime configuration.
+	Session session.Config
+	// Hosts lists, per provider name, the hosts of the resources that log
+	// in with it ("app.example.com", "*.example.com"). A login may only
+	// return to one of them (or to the callback's host).
+	Hosts map[string][]string
+	// Transport, if set, carries requests to the providers (tests).
+	Transport http.RoundTripper
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Manager is every configured provider and the endpoints they share.
+type Manager struct {
+	log       *slog.Logger
+	store     Store
+	box       *session.Box
+	now       func() time.Time
+	providers map[string]*Provider
+	order     []*Provider
+	byIssuer  map[string]*Provider
+	handoffs  handoffs
+	sids      sidIndex
+	jtis      jtiCache
+}
+
+// New builds the relying parties. It reads the client secrets; it makes
+// no network request (discovery happens on first use).
+func New(cfgs []ProviderConfig, opts Options) (*Manager, error) {
+	m := &Manager{log: opts.Logger, store: opts.Store, now: opts.Now, providers: map[string]*Provider{}, byIssuer: map[string]*Provider{}}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if opts.Store == nil {
+		return nil, fmt.Errorf("oidc: no revocation store")
+	}
+	box, err := session.NewBox(opts.SessionKeys)
+	if err != nil {
+		return nil, err
+	}
+	m.box = box
+	if err := ValidateAll(cfgs); err != nil {
+		return nil, err
+	}
+	for i := range cfgs {
+		c := cfgs[i]
+		c.ApplyDefaults()
+		secret, err := conf.ReadSecretFile(c.ClientSecretFile)
+		if err != nil {
+			return nil, conf.AtKey(fmt.Sprintf("[%d].client_secret_file", i), err)
+		}
+		codec, err := session.NewCodec(session.CookiePrefix+"-"+c.Name, opts.SessionKeys, opts.Session, opts.Store)
+		if err != nil {
+			return nil, err
+		}
+		redirect, _ := url.Parse(c.RedirectURL)
+		p := &Provider{cfg: c, m: m, secret: strings.TrimSpace(string(secret.Bytes())), codec: codec, redirect: redirect, bearer: &bearerCache{}}
+		p.client = &http.Client{Timeout: c.Timeout.Std(), Transport: opts.Transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		hosts := append([]string{redirect.Host}, opts.Hosts[c.Name]...)
+		p.hosts = hosts
+		m.providers[c.Name] = p
+		m.order = append(m.order, p)
+		m.byIssuer[c.Issuer] = p
+	}
+	return m, nil
+}
+
+// Provider returns the named provider, or nil.
+func (m *Manager) Provider(name string) *Provider { return m.providers[name] }
+
+// Handlers returns the endpoints to mount, by exact path.
+func (m *Manager) Handlers() map[string]http.Handler {
+	h := map[string]http.Handler{
+		StartPath:       http.HandlerFunc(m.serveStart),
+		HandoffPath:     http.HandlerFunc(m.serveHandoff),
+		LogoutPath:      http.NewCrossOriginProtection().Handler(http.HandlerFunc(m.serveLogout)),
+		BackchannelPath: http.HandlerFunc(m.serveBackchannel),
+	}
+	for _, p := range m.order {
+		h[p.redirect.Path] = http.HandlerFunc(m.serveCallback)
+	}
+	return h
+}
+
+// randomString returns n random bytes as base64url.
+func randomString(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// hostAllowed reports whether host (with or without a port) is one the
+// provider may send a login back to.
+func (p *Provider) hostAllowed(host string) bool {
+	name := strings.ToLower(host)
+	if h, _, err := net.SplitHostPort(name); err == nil {
+		name = h
+	}
+	name = strings.Trim(name, "[]")
+	for _, pat := range p.hosts {
+		pat = strings.ToLower(pat)
+		if h, _, err := net.SplitHostPort(pat); err == nil {
+			pat = h
+		}
+		switch {
+		case pat == "*" || pat == "":
+			// A catch-all resource does not make every host a safe
+			// redirect target.
+		case strings.HasPrefix(pat, "*."):
+			if i := strings.IndexByte(name, '.'); i > 0 && name[i+1:] == pat[2:] {
+				return true
+			}
+		case pat == name:
+			return true
+		}
+	}
+	return false
+}
+
+// checkReturn validates a return URL: an absolute https URL on an allowed
+// host, without user info, or a path on host. Anything else is refused,
+// so a login can never be turned into an open redirect.
+func (p *Provider) checkReturn(raw, host string) (*url.URL, bool) {
+	if raw == "" || len(raw) > 4096 {
+		return nil, false
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] < 0x20 || raw[i] == 0x7f || raw[i] == '\\' {
+			return nil, false
+		}
+	}
+	if raw[0] == '/' {
+		if len(raw) > 1 && raw[1] == '/' {
+			return nil, false
+		}
+		raw = "https://" + host + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.User != nil || u.Host == "" || u.Opaque != "" {
+		return nil, false
+	}
+	if !p.hostAllowed(u.Host) {
+		return nil, false
+	}
+	u.Fragment = ""
+	return u, true
+}
+
+// handoffs are the one-time codes that carry a login from the callback's
+// host to the host the user started on.
+type handoffs struct {
+	mu sync.Mutex
+	m  map[string]*handoff
+}
+
+type handoff struct {
+	provider string
+	host     string // lower-cased, with port if any
+	value    string // sealed session
+	ret      string
+	expires  time.Time
+}
+
+const (
+	handoffTTL = time.Minute
+	maxPending = 10000
+)
+
+func (h *handoffs) put(code string, v *handoff, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[string]*handoff{}
+	}
+	if len(h.m) >= maxPending {
+		for k, e := range h.m {
+			if now.After(e.expires) {
+				delete(h.m, k)
+			}
+		}
+		if len(h.m) >= maxPending {
+			return false
+		}
+	}
+	h.m[code] = v
+	return true
+}
+
+// take removes and returns the handoff for code, if it has not expired.
+func (h *handoffs) take(code string, now time.Time) *handoff {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v := h.m[code]
+	delete(h.m, code)
+	if v == nil || now.After(v.expires) {
+		return nil
+	}
+	return v
+}
+
+// sidIndex remembers which sessions each provider session (sid) opened,
+// so that a back-channel logout by sid also closes their live requests.
+type sidIndex struct {
+	mu sync.Mutex
+	m  map[string][]sidEntry
+}
+
+type sidEntry struct {
+	session string
+	user    string
+	expires time.Time
+}
+
+const maxIndexed = 100000
+
+func (x *sidIndex) add(key string, e sidEntry, now time.Time) {
+	if key == "" {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.m == nil {
+		x.m = map[string][]sidEntry{}
+	}
+	if len(x.m) >= maxIndexed {
+		for k, es := range x.m {
+			if now.After(es[len(es)-1].expires) {
+				delete(x.m, k)
+			}
+		}
+		if len(x.m) >= maxIndexed {
+			return
+		}
+	}
+	es := x.m[key]
+	if len(es) >= 64 {
+		es = es[1:]
+	}
+	x.m[key] = append(es, e)
+}
+
+func (x *sidIndex) get(key string) []sidEntry {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return append([]sidEntry(nil), x.m[key]...)
+}
+
+// jtiCache remembers logout token ids until they expire (replay).
+type jtiCache struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+// seen records jti and reports whether it was already there.
+func (c *jtiCache) seen(jti string, exp, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]time.Time{}
+	}
+	if len(c.m) >= maxPending {
+		for k, e := range c.m {
+			if now.After(e) {
+				delete(c.m, k)
+			}
+		}
+	}
+	if e, ok := c.m[jti]; ok && !now.After(e) {
+		return true
+	}
+	c.m[jti] = exp
+	return false
+}
