@@ -320,3 +320,32 @@ func FuzzParseOCSPResponse(f *testing.F) {
 		}
 	})
 }
+
+// TestOCSPConcurrent checks that concurrent first handshakes of one
+// device ask the responder once.
+func TestOCSPConcurrent(t *testing.T) {
+	clock := &testClock{testNow}
+	root := newRoot(t, "Root")
+	resp := newOCSPResponder(t, root, clock)
+	leaf := root.leaf(t, func(c *x509.Certificate) { c.OCSPServer = []string{resp.srv.URL} })
+	resp.set(leaf.SerialNumber, ocsp.Good)
+	d := newTestDevices(t, clock, CAConfig{OCSP: OCSPConfig{Mode: OCSPHard}}, RevocationConfig{}, root.cert)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			_, err := d.Verify([]*x509.Certificate{leaf}, nil)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := resp.hits.Load(); n != 1 {
+		t.Errorf("responder asked %d times, want 1", n)
+	}
+}
