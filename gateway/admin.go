@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -28,6 +29,19 @@ func (g *Gateway) adminHandler() http.Handler {
 			ready = ready && v.(bool)
 		}
 		detail["ready"] = ready
+		// Feeds report their health; a silent one (no event for longer
+		// than posture.max_age) does not make the gateway unready — stale
+		// posture already denies — but an operator must see it.
+		if s != nil {
+			var fs []map[string]any
+			for _, f := range s.feeds {
+				h := f.Health()
+				silent := h.LastEvent.IsZero() || time.Since(h.LastEvent) > s.cfg.Posture.MaxAge.Std()
+				fs = append(fs, map[string]any{"name": h.Name, "type": h.Type, "last_event": h.LastEvent,
+					"silent": silent, "accepted": h.Accepted, "rejected": h.Rejected, "last_error": h.LastError})
+			}
+			detail["feeds"] = fs
+		}
 		w.Header().Set("Content-Type", "application/json")
 		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -11,6 +11,7 @@ import (
 
 	"portcullis/internal/conf"
 	"portcullis/posture"
+	"portcullis/posture/feeds"
 )
 
 // adminAPI serves /v1/ on the admin listener: the operator's view of
@@ -28,6 +29,19 @@ func (a *adminAPI) routes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/users/{user}/risk", a.auth(a.clearRisk))
 	mux.HandleFunc("GET /v1/live", a.auth(a.liveList))
 	mux.HandleFunc("POST /v1/revoke", a.auth(a.revoke))
+	mux.HandleFunc("GET /v1/feeds", a.auth(a.feedList))
+}
+
+func (a *adminAPI) feedList(w http.ResponseWriter, r *http.Request) {
+	var out []map[string]any
+	for _, f := range a.g.cur.Load().feeds {
+		v := map[string]any{"health": f.Health()}
+		if st, ok := f.(interface{ Status() feeds.StreamStatus }); ok {
+			v["stream"] = st.Status()
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"feeds": out})
 }
 
 func (a *adminAPI) auth(h http.HandlerFunc) http.HandlerFunc {

@@ -76,6 +76,14 @@ func Check(path string) (*Config, []*conf.PosError) {
 		}
 	}
 	for i, fc := range c.Posture.Feeds {
+		for _, f := range append(fc.AuthorizationSecrets(), fc.APITokenFile) {
+			if f == "" || provisioned(f) {
+				continue
+			}
+			if _, err := conf.ReadSecretFile(c.Path(f)); err != nil {
+				errs = append(errs, conf.Errorf(fmt.Sprintf("posture.feeds[%d]", i), "%v", err))
+			}
+		}
 		for _, f := range fc.Secrets() {
 			if provisioned(f) {
 				continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"sync/atomic"
+	"time"
 
 	"portcullis/certs"
 	"portcullis/enforcement"
@@ -46,7 +47,9 @@ func (s *snapshot) identity(ctx context.Context, cs *tls.ConnectionState) *connI
 	if cs != nil && len(cs.PeerCertificates) > 0 && s.devices != nil {
 		id.device, id.err = s.devices.Identity(cs, nil)
 		if id.err == nil && id.device != nil && id.device.User != "" {
-			id.subject = &enforcement.Subject{UserID: id.device.User, Email: id.device.User, IdP: "device-certificate"}
+			// The connection is the session of a certificate-only user: it
+			// was authenticated when its identity was first established.
+			id.subject = &enforcement.Subject{UserID: id.device.User, Email: id.device.User, IdP: "device-certificate", AuthTime: time.Now()}
 		}
 	}
 	if ci != nil {

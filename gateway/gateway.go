@@ -336,6 +336,19 @@ func (g *Gateway) startSnapshot(s *snapshot) {
 		g.bgWG.Add(1)
 		go func() { defer g.bgWG.Done(); s.devices.Run(ctx) }()
 	}
+	fctx, stopFeeds := context.WithCancel(ctx)
+	s.stopFeeds = stopFeeds
+	for _, r := range s.feeds {
+		g.bgWG.Add(1)
+		s.feedsWG.Add(1)
+		go func() {
+			defer g.bgWG.Done()
+			defer s.feedsWG.Done()
+			if err := r.Run(fctx); err != nil && fctx.Err() == nil {
+				g.log.Error("feed stopped", "feed", r.Name(), "error", err)
+			}
+		}()
+	}
 }
 
 // Reload reads the configuration file again and, if it is valid and can be
@@ -374,6 +387,12 @@ func (g *Gateway) reloadLocked() error {
 		return err
 	}
 	if g.runCtx != nil {
+		// One generation of feed pollers at a time: the same feed must
+		// not poll twice at once.
+		if old.stopFeeds != nil {
+			old.stopFeeds()
+			old.feedsWG.Wait()
+		}
 		g.startSnapshot(s)
 	}
 	g.cur.Store(s)

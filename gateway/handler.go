@@ -78,7 +78,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		auth = s.logins[login]
 	}
 	var dec enforcement.Decision
-	revoked := false
+	revoked, userRevoked := false, false
 	if id.err != nil && res.policy.DeviceCertificate() != enforcement.CertOff {
 		// A certificate was presented and is not acceptable: that is never
 		// the same as presenting none.
@@ -103,10 +103,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if in.Subject != nil {
 			in.Risk = g.store.Risk(in.Subject.UserID)
 			rec.User = in.Subject.UserID
+			// Universal Logout, CAEP session-revoked and the admin API
+			// revoke a user's sessions issued before a time; for a
+			// certificate-only user the connection is the session.
+			if before := g.store.UserRevokedBefore(in.Subject.UserID); !before.IsZero() && !in.Subject.AuthTime.After(before) {
+				userRevoked = true
+			}
 		}
 		dec = enforcement.Decide(res.policy, &in)
 		if revoked && res.policy.DeviceCertificate() != enforcement.CertOff {
 			dec = enforcement.Decision{Verdict: enforcement.Deny, Reason: enforcement.ReasonCertificateRevoked, Rule: "revocation.device"}
+		} else if userRevoked && res.policy.NeedsUser() {
+			dec = enforcement.Decision{Verdict: enforcement.Login, Reason: enforcement.ReasonSessionRevoked, Rule: "revocation.user"}
 		}
 	}
 	decided := time.Now()

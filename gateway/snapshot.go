@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 
 	"portcullis/certs"
 	"portcullis/enforcement"
@@ -28,12 +29,15 @@ type snapshot struct {
 	listeners []*listenerTLS
 	system    map[string]http.Handler  // exact paths under /.portcullis/ and /.well-known/portcullis/
 	logins    map[string]authenticator // by policy.login name
-	strip     []string                 // canonical header names to remove
+	feeds     []feeds.Receiver
+	strip     []string // canonical header names to remove
 
 	altSvc      string
 	altSvcValue []string
 
-	cancel context.CancelFunc // stops this snapshot's background work
+	cancel    context.CancelFunc // stops this snapshot's background work
+	stopFeeds context.CancelFunc // stops its feeds' poll loops
+	feedsWG   sync.WaitGroup
 }
 
 // resource is one compiled resource.
@@ -152,16 +156,14 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 		if fc.DeviceCA == "" && len(cfg.Devices.CAs) == 1 {
 			fc.DeviceCA = cfg.Devices.CAs[0].Name
 		}
-		fc.SecretFile = cfg.Path(fc.SecretFile)
-		for j := range fc.SecretFiles {
-			fc.SecretFiles[j] = cfg.Path(fc.SecretFiles[j])
-		}
-		h, err := feeds.NewWebhook(fc, g.store, feeds.Options{Logger: g.log.With("component", "feeds"), Metrics: g.feedMetrics})
+		fc.ResolvePaths(cfg.Path)
+		r, err := feeds.New(fc, g.store, feeds.Options{Logger: g.log.With("component", "feeds", "feed", fc.Name), Metrics: g.feedMetrics})
 		if err != nil {
 			errs = append(errs, conf.AtKey(fmt.Sprintf("posture.feeds[%d]", i), err))
 			continue
 		}
-		s.system[fc.Path] = h
+		s.system[r.Path()] = r
+		s.feeds = append(s.feeds, r)
 	}
 	s.system["/.well-known/portcullis/jwks.json"] = g.signer.Handler()
 	if err := g.buildLogins(cfg, s); err != nil {
@@ -244,18 +246,6 @@ func (s *snapshot) listenerTLS(l *ListenerConfig) *listenerTLS {
 		}
 	}
 	return lt
-}
-
-// start begins the snapshot's background work (certificate and CRL
-// reloading); stop ends it.
-func (s *snapshot) start(ctx context.Context) {
-	ctx, s.cancel = context.WithCancel(ctx)
-	if s.server != nil {
-		go s.server.Run(ctx)
-	}
-	if s.devices != nil {
-		go s.devices.Run(ctx)
-	}
 }
 
 func (s *snapshot) stop() {

@@ -281,6 +281,7 @@ func startUpstream(t testing.TB) string {
 	}
 	mux.HandleFunc("/ws", wsEcho)
 	mux.HandleFunc("/strict/ws", wsEcho)
+	mux.HandleFunc("/risky/ws", wsEcho)
 	mux.HandleFunc("/delay", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(time.Second):
