@@ -118,10 +118,19 @@ func TestACMEBeforeRun(t *testing.T) {
 	if err := s.RegisterMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
+	// Devices export the same metric on the same registry.
+	d := newTestDevices(t, &testClock{testNow}, CAConfig{}, RevocationConfig{}, ca.cert)
+	if err := d.RegisterMetrics(reg); err != nil {
+		t.Fatalf("Devices.RegisterMetrics beside ServerCerts: %v", err)
+	}
 	vals := gatherValues(t, reg)
-	key := `portcullis_certificate_expiry_timestamp_seconds{source="file:` + filepath.Join(dir, "f.pem") + `"}`
-	if len(vals) != 1 || vals[key] == 0 {
-		t.Errorf("metrics %v, want %s", vals, key)
+	for _, key := range []string{
+		`portcullis_certificate_expiry_timestamp_seconds{source="file:` + filepath.Join(dir, "f.pem") + `"}`,
+		`portcullis_certificate_expiry_timestamp_seconds{source="device_ca:test"}`,
+	} {
+		if vals[key] == 0 {
+			t.Errorf("metrics %v, want %s", vals, key)
+		}
 	}
 	st := s.Status()
 	if len(st.Certificates) != 1 || st.ACMERunning || !slices.Equal(st.ACMEDomains, []string{"acme.example.com"}) {

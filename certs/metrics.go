@@ -24,13 +24,48 @@ var (
 // RegisterMetrics registers the device CAs' expiry, CRL age and OCSP
 // cache metrics on reg. The values are read at scrape time.
 func (d *Devices) RegisterMetrics(reg prometheus.Registerer) error {
-	return reg.Register(devicesCollector{d})
+	if err := reg.Register(devicesCollector{d}); err != nil {
+		return err
+	}
+	return reg.Register(expiryCollector{d.expiries})
+}
+
+// expiryCollector exports portcullis_certificate_expiry_timestamp_seconds
+// for one owner. It describes nothing (an unchecked collector), so that
+// Devices and ServerCerts can both export the metric on one registry; their
+// sources never collide.
+type expiryCollector struct {
+	expiries func() ([]string, map[string]time.Time)
+}
+
+func (expiryCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	order, at := c.expiries()
+	for _, src := range order {
+		ch <- prometheus.MustNewConstMetric(descExpiry, prometheus.GaugeValue, unixSeconds(at[src]), src)
+	}
+}
+
+// expiries returns the earliest expiry of each device CA's bundle.
+func (d *Devices) expiries() ([]string, map[string]time.Time) {
+	var order []string
+	at := map[string]time.Time{}
+	for _, ca := range d.cas {
+		src := "device_ca:" + ca.name
+		for _, c := range ca.certs {
+			if t, ok := at[src]; !ok || c.NotAfter.Before(t) {
+				at[src] = c.NotAfter
+			}
+		}
+		order = append(order, src)
+	}
+	return order, at
 }
 
 type devicesCollector struct{ d *Devices }
 
 func (c devicesCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descExpiry
 	ch <- descCRLAge
 	ch <- descOCSPCache
 }
@@ -38,7 +73,6 @@ func (c devicesCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c devicesCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.d.Status()
 	for _, ca := range st.CAs {
-		ch <- prometheus.MustNewConstMetric(descExpiry, prometheus.GaugeValue, unixSeconds(ca.NotAfter), "device_ca:"+ca.Name)
 		if !ca.CRLThisUpdate.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descCRLAge, prometheus.GaugeValue, st.Time.Sub(ca.CRLThisUpdate).Seconds(), ca.Name)
 		}
@@ -148,18 +182,15 @@ func (d *Devices) Status() DevicesStatus {
 // RegisterMetrics registers portcullis_certificate_expiry_timestamp_seconds
 // for the server certificates on reg, read at scrape time.
 func (s *ServerCerts) RegisterMetrics(reg prometheus.Registerer) error {
-	return reg.Register(serverCollector{s})
+	return reg.Register(expiryCollector{s.expiries})
 }
 
-type serverCollector struct{ s *ServerCerts }
-
-func (c serverCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descExpiry }
-
-func (c serverCollector) Collect(ch chan<- prometheus.Metric) {
-	// One series per source: the earliest expiry among its certificates.
+// expiries returns, per source, the earliest expiry among its
+// certificates.
+func (s *ServerCerts) expiries() ([]string, map[string]time.Time) {
 	earliest := map[string]time.Time{}
 	var order []string
-	for _, l := range c.s.Leafs() {
+	for _, l := range s.Leafs() {
 		src := l.Source
 		if !strings.HasPrefix(src, "acme:") && src != "added" {
 			src = "file:" + src
@@ -172,9 +203,7 @@ func (c serverCollector) Collect(ch chan<- prometheus.Metric) {
 			earliest[src] = l.NotAfter
 		}
 	}
-	for _, src := range order {
-		ch <- prometheus.MustNewConstMetric(descExpiry, prometheus.GaugeValue, unixSeconds(earliest[src]), src)
-	}
+	return order, earliest
 }
 
 // ServerStatus is the state of the server certificates, for the admin API.
