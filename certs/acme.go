@@ -257,6 +257,14 @@ func (m *acmeManager) leafs() []LeafInfo {
 	return out
 }
 
+// IsTLSALPNChallenge tells whether hello is an ACME tls-alpn-01
+// validation this ServerCerts answers. The validator sends no client
+// certificate: a listener that requires one must not require it for such a
+// hello (in GetConfigForClient), or the challenge fails.
+func (s *ServerCerts) IsTLSALPNChallenge(hello *tls.ClientHelloInfo) bool {
+	return s.acme != nil && s.acme.cfg.challenge(ChallengeTLSALPN01) && slices.Contains(hello.SupportedProtos, alpnACMETLS1)
+}
+
 // NextProtos returns the ALPN protocols the TLS configurations must offer
 // beside h2 and http/1.1: "acme-tls/1" when the tls-alpn-01 challenge is
 // on. crypto/tls only calls GetCertificate for a challenge if the

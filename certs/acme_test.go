@@ -75,6 +75,9 @@ func TestACMEBeforeRun(t *testing.T) {
 	if err != nil || got.Leaf.DNSNames[0] != "files.example.com" {
 		t.Errorf("ACME name before Run = %v, %v; want the file certificate", got, err)
 	}
+	if !s.IsTLSALPNChallenge(&tls.ClientHelloInfo{SupportedProtos: []string{"acme-tls/1"}}) || s.IsTLSALPNChallenge(&tls.ClientHelloInfo{SupportedProtos: []string{"h2"}}) {
+		t.Error("IsTLSALPNChallenge misreads the ALPN list")
+	}
 	// A tls-alpn-01 challenge is never answered with a file certificate.
 	if _, err := s.GetCertificate(&tls.ClientHelloInfo{ServerName: "acme.example.com", SupportedProtos: []string{"acme-tls/1"}}); err == nil {
 		t.Error("tls-alpn-01 before Run answered, want an error")

@@ -15,12 +15,17 @@ import (
 // certificate chain.
 const minRSABits = 2048
 
-// checkKey rejects RSA keys under 2048 bits and DSA keys.
+// checkKey rejects RSA keys under 2048 bits or whose size is not a whole
+// number of octets, and DSA keys.
 func checkKey(c *x509.Certificate) error {
 	switch k := c.PublicKey.(type) {
 	case *rsa.PublicKey:
 		if k.N.BitLen() < minRSABits {
 			return fmt.Errorf("RSA key of %d bits (want at least %d)", k.N.BitLen(), minRSABits)
+		}
+		if k.N.BitLen()%8 != 0 {
+			// Web PKI forbids these; no real CA or device makes them.
+			return fmt.Errorf("RSA key of %d bits (not a multiple of 8)", k.N.BitLen())
 		}
 	}
 	if c.PublicKeyAlgorithm == x509.DSA {

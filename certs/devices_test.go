@@ -413,3 +413,16 @@ func TestCheckKeyDSA(t *testing.T) {
 		t.Error("checkSerial accepted a negative serial")
 	}
 }
+
+func TestCheckKeyRSASizes(t *testing.T) {
+	for _, tt := range []struct {
+		bits int
+		ok   bool
+	}{{1024, false}, {2047, false}, {2048, true}, {2052, false}, {3072, true}, {4096, true}} {
+		n := new(big.Int).Lsh(big.NewInt(1), uint(tt.bits-1)) // exactly tt.bits long
+		c := &x509.Certificate{PublicKeyAlgorithm: x509.RSA, PublicKey: &rsa.PublicKey{N: n, E: 65537}}
+		if err := checkKey(c); (err == nil) != tt.ok {
+			t.Errorf("checkKey(RSA %d) = %v, want ok %v", tt.bits, err, tt.ok)
+		}
+	}
+}

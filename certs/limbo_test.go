@@ -72,6 +72,8 @@ var limboDeviceProfile = []string{
 	"webpki::forbidden-dsa-leaf",
 	"webpki::forbidden-weak-rsa-key-in-root",
 	"webpki::forbidden-weak-rsa-in-leaf",
+	"webpki::forbidden-rsa-not-divisible-by-8-in-root",
+	"webpki::forbidden-rsa-key-not-divisible-by-8-in-leaf",
 	"rfc5280::serial::zero",
 	"rfc5280::serial::too-long",
 }
