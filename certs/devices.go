@@ -172,11 +172,14 @@ func (d *Devices) allowed(cas []string) []*deviceCA {
 // Beyond crypto/x509's checks, a device certificate must have the
 // clientAuth extended key usage, must not be a CA, must have a positive
 // serial of at most 20 octets, and no certificate of the chain may have an
-// RSA key under 2048 bits or a DSA key. The chain is bounded by the CA's
-// max_chain_depth and checked against its issuers' CRLs.
+// RSA key under 2048 bits (or not a multiple of 8) or a DSA key. The
+// chain is bounded by the CA's max_chain_depth and checked against its
+// issuers' CRLs, and, when the CA has OCSP on, the leaf against its OCSP
+// responder (a cache miss does network I/O, bounded by ocsp.timeout).
 //
 // Results are cached per leaf fingerprint and CA set until the chain
-// expires, a consulted CRL becomes stale or the CRLs are reloaded.
+// expires, a consulted CRL becomes stale, the OCSP answer expires or the
+// CRLs change.
 func (d *Devices) Verify(chain []*x509.Certificate, cas []string) (*DeviceIdentity, error) {
 	if len(chain) == 0 || chain[0] == nil {
 		return nil, verifyErr(CodeUnknownCA, ErrNoCertificate)

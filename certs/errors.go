@@ -9,9 +9,9 @@ const (
 	CodeBadEKU            = "bad_eku"            // the leaf is not for clientAuth
 	CodeChainTooDeep      = "chain_too_deep"     // more certificates than max_chain_depth allows
 	CodeCAAsLeaf          = "ca_as_leaf"         // the leaf is a CA certificate
-	CodeWeakKey           = "weak_key"           // an RSA key under 2048 bits, or a DSA key
+	CodeWeakKey           = "weak_key"           // an RSA key under 2048 bits or not a multiple of 8 bits, or a DSA key
 	CodeBadSerial         = "bad_serial"         // a zero, negative or over-20-octet serial number
-	CodeRevoked           = "revoked"            // a certificate of the chain is on its issuer's CRL
+	CodeRevoked           = "revoked"            // on its issuer's CRL, or OCSP says revoked (hard mode: or unknown)
 	CodeCRLStale          = "crl_stale"          // the issuer's CRL is past nextUpdate and stale: deny
 	CodeCRLInvalid        = "crl_invalid"        // a CRL names the issuer but its signature or issuer's key usage is wrong
 	CodeOCSPUnavailable   = "ocsp_unavailable"   // hard OCSP: the responder could not be reached or answered unusably
