@@ -2,6 +2,7 @@ package feeds
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"time"
 
@@ -100,9 +101,16 @@ func (s *SSF) mapSET(set *SET) ssfWrites {
 			w.ignored = append(w.ignored, "critical_subject_member")
 			continue
 		}
-		at := set.IssuedAt
-		if ev.EventTimestamp > 0 && ev.EventTimestamp < 1e11 {
-			at = time.Unix(int64(ev.EventTimestamp), 0).UTC()
+		at, cutoff := set.IssuedAt, set.IssuedAt.Add(time.Second)
+		if ts := ev.EventTimestamp; ts > 0 && ts < 1e11 {
+			sec, frac := math.Modf(ts)
+			at = time.Unix(int64(sec), int64(frac*1e9)).UTC()
+			cutoff = at
+			if frac == 0 {
+				// A whole-second time says only "during that second": a
+				// revocation must cover the whole of it (fail closed).
+				cutoff = at.Add(time.Second)
+			}
 		}
 		asDevice := uri == EventRiskLevelChange && strings.EqualFold(ev.Principal, "DEVICE")
 		r := s.subjects.resolve(subj, asDevice)
@@ -116,7 +124,7 @@ func (s *SSF) mapSET(set *SET) ssfWrites {
 				return false
 			}
 			w.revs = append(w.revs, posture.RevocationEvent{Revocation: posture.Revocation{
-				Kind: posture.RevokeUser, User: r.user, Before: at, Reasons: reasons,
+				Kind: posture.RevokeUser, User: r.user, Before: cutoff, Reasons: reasons,
 				Source: s.name, EventID: id(), ObservedAt: at,
 			}})
 			return true
@@ -126,7 +134,7 @@ func (s *SSF) mapSET(set *SET) ssfWrites {
 				return false
 			}
 			w.revs = append(w.revs, posture.RevocationEvent{Revocation: posture.Revocation{
-				Kind: posture.RevokeDevice, Device: r.device, User: r.user, Before: at, Reasons: reasons,
+				Kind: posture.RevokeDevice, Device: r.device, User: r.user, Before: cutoff, Reasons: reasons,
 				Source: s.name, EventID: id(), ObservedAt: at,
 			}})
 			return true
@@ -138,7 +146,7 @@ func (s *SSF) mapSET(set *SET) ssfWrites {
 			// member names that session only.
 			if r.session != "" {
 				w.revs = append(w.revs, posture.RevocationEvent{Revocation: posture.Revocation{
-					Kind: posture.RevokeSession, Session: r.session, User: r.user, Before: at, Reasons: reasons,
+					Kind: posture.RevokeSession, Session: r.session, User: r.user, Before: cutoff, Reasons: reasons,
 					Source: s.name, EventID: id(), ObservedAt: at,
 				}})
 				acted = true

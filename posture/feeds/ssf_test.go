@@ -301,43 +301,43 @@ func TestSSFEvents(t *testing.T) {
 			return ""
 		}},
 		{"credential change", jdoe, EventCredentialChange, with(ts(6), "credential_type", "password", "change_type", "update"), func() string {
-			if got := h.db.UserRevokedBefore(user); !got.Equal(at(6)) {
+			if got := h.db.UserRevokedBefore(user); !got.Equal(at(6).Add(time.Second)) {
 				return fmt.Sprintf("revoked before %v", got)
 			}
 			return ""
 		}},
 		{"x509 revoke", devSubj, EventCredentialChange, with(ts(7), "credential_type", "x509", "change_type", "revoke"), func() string {
-			if got := h.db.DeviceRevokedBefore(dk); !got.Equal(at(7)) {
+			if got := h.db.DeviceRevokedBefore(dk); !got.Equal(at(7).Add(time.Second)) {
 				return fmt.Sprintf("device revoked before %v", got)
 			}
 			return ""
 		}},
 		{"assurance decrease", map[string]any{"format": "account", "uri": "acct:j.doe@acme.example"}, EventAssuranceLevelChange, with(ts(8), "namespace", "NIST-AAL", "current_level", "nist-aal1", "change_direction", "decrease"), func() string {
-			if got := h.db.UserRevokedBefore(user); !got.Equal(at(8)) {
+			if got := h.db.UserRevokedBefore(user); !got.Equal(at(8).Add(time.Second)) {
 				return fmt.Sprintf("revoked before %v", got)
 			}
 			return ""
 		}},
 		{"token claims change", jdoe, EventTokenClaimsChange, with(ts(9), "claims", map[string]any{"role": "guest"}), func() string {
-			if got := h.db.UserRevokedBefore(user); !got.Equal(at(9)) {
+			if got := h.db.UserRevokedBefore(user); !got.Equal(at(9).Add(time.Second)) {
 				return fmt.Sprintf("revoked before %v", got)
 			}
 			return ""
 		}},
 		{"account disabled", nil, EventAccountDisabled, with(ts(10), "subject", jdoe, "reason", "hijacking"), func() string {
-			if got := h.db.UserRevokedBefore(user); !got.Equal(at(10)) {
+			if got := h.db.UserRevokedBefore(user); !got.Equal(at(10).Add(time.Second)) {
 				return fmt.Sprintf("revoked before %v", got)
 			}
 			return ""
 		}},
 		{"account purged", jdoe, EventAccountPurged, ts(11), func() string {
-			if got := h.db.UserRevokedBefore(user); !got.Equal(at(11)) {
+			if got := h.db.UserRevokedBefore(user); !got.Equal(at(11).Add(time.Second)) {
 				return fmt.Sprintf("revoked before %v", got)
 			}
 			return ""
 		}},
 		{"sessions revoked", jdoe, EventSessionsRevoked, ts(12), func() string {
-			if got := h.db.UserRevokedBefore(user); !got.Equal(at(12)) {
+			if got := h.db.UserRevokedBefore(user); !got.Equal(at(12).Add(time.Second)) {
 				return fmt.Sprintf("revoked before %v", got)
 			}
 			return ""
@@ -349,7 +349,7 @@ func TestSSFEvents(t *testing.T) {
 			return ""
 		}},
 		{"credential compromise", jdoe, EventCredentialCompromise, with(ts(14), "credential_type", "password"), func() string {
-			if r := h.db.Risk(user); r == nil || r.Level != posture.RiskHigh || !h.db.UserRevokedBefore(user).Equal(at(14)) {
+			if r := h.db.Risk(user); r == nil || r.Level != posture.RiskHigh || !h.db.UserRevokedBefore(user).Equal(at(14).Add(time.Second)) {
 				return fmt.Sprintf("risk %+v", r)
 			}
 			return ""
