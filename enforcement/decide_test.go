@@ -212,10 +212,11 @@ func TestDecide(t *testing.T) {
 
 // gatewayReasons are produced by the gateway, never by Decide.
 var gatewayReasons = map[Reason]bool{
-	ReasonRouteNotFound:      true,
-	ReasonIdPUnavailable:     true,
-	ReasonSessionRevoked:     true,
-	ReasonCertificateRevoked: true,
+	ReasonRouteNotFound:           true,
+	ReasonIdPUnavailable:          true,
+	ReasonSessionRevoked:          true,
+	ReasonCertificateRevoked:      true,
+	ReasonCertificateUnverifiable: true,
 }
 
 // TestDecideReasons fails when a reason Decide can return has no case in

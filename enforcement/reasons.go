@@ -10,15 +10,18 @@ const (
 	ReasonCertificateMissing Reason = "device.certificate_missing" // Login
 	ReasonCertificateInvalid Reason = "device.certificate_invalid" // Deny
 	ReasonCertificateRevoked Reason = "device.certificate_revoked" // gateway
-	ReasonDeviceUnknown      Reason = "device.unknown"             // Remediate
-	ReasonPostureStale       Reason = "device.posture_stale"       // Remediate
-	ReasonNotManaged         Reason = "device.not_managed"         // Remediate
-	ReasonNotCompliant       Reason = "device.not_compliant"       // Remediate
-	ReasonComplianceUnknown  Reason = "device.compliance_unknown"  // Remediate
-	ReasonThreatTooHigh      Reason = "device.threat_too_high"     // Remediate
-	ReasonThreatUnknown      Reason = "device.threat_unknown"      // Remediate
-	ReasonStateBlocked       Reason = "device.state_blocked"       // Deny
-	ReasonUserMismatch       Reason = "device.user_mismatch"       // Deny
+	// ReasonCertificateUnverifiable: the certificate's revocation status
+	// could not be established (OCSP hard-fail, stale CRL).
+	ReasonCertificateUnverifiable Reason = "device.certificate_unverifiable" // gateway
+	ReasonDeviceUnknown           Reason = "device.unknown"                  // Remediate
+	ReasonPostureStale            Reason = "device.posture_stale"            // Remediate
+	ReasonNotManaged              Reason = "device.not_managed"              // Remediate
+	ReasonNotCompliant            Reason = "device.not_compliant"            // Remediate
+	ReasonComplianceUnknown       Reason = "device.compliance_unknown"       // Remediate
+	ReasonThreatTooHigh           Reason = "device.threat_too_high"          // Remediate
+	ReasonThreatUnknown           Reason = "device.threat_unknown"           // Remediate
+	ReasonStateBlocked            Reason = "device.state_blocked"            // Deny
+	ReasonUserMismatch            Reason = "device.user_mismatch"            // Deny
 
 	ReasonLoginRequired Reason = "user.login_required" // Login
 	ReasonUserUnknown   Reason = "user.unknown"        // Deny
@@ -42,18 +45,19 @@ const (
 var reasonMessages = map[Reason]string{
 	ReasonAllowed: "Access allowed.",
 
-	ReasonCertificateMissing: "This resource needs a device certificate, and none was presented.",
-	ReasonCertificateInvalid: "The device certificate is not accepted for this resource.",
-	ReasonCertificateRevoked: "The device certificate has been revoked.",
-	ReasonDeviceUnknown:      "Nothing is known about this device's health yet; make sure it is enrolled.",
-	ReasonPostureStale:       "This device has not reported its health recently; let it check in and retry.",
-	ReasonNotManaged:         "This device is not managed by the organization.",
-	ReasonNotCompliant:       "This device does not comply with the organization's policy.",
-	ReasonComplianceUnknown:  "This device's compliance has not been reported.",
-	ReasonThreatTooHigh:      "A security threat was detected on this device.",
-	ReasonThreatUnknown:      "This device's threat level has not been reported.",
-	ReasonStateBlocked:       "This device is quarantined, retired, wiped or reported lost.",
-	ReasonUserMismatch:       "The signed-in user is not the user this device belongs to.",
+	ReasonCertificateMissing:      "This resource needs a device certificate, and none was presented.",
+	ReasonCertificateInvalid:      "The device certificate is not accepted for this resource.",
+	ReasonCertificateRevoked:      "The device certificate has been revoked.",
+	ReasonCertificateUnverifiable: "Whether the device certificate was revoked cannot be checked right now; try again shortly.",
+	ReasonDeviceUnknown:           "Nothing is known about this device's health yet; make sure it is enrolled.",
+	ReasonPostureStale:            "This device has not reported its health recently; let it check in and retry.",
+	ReasonNotManaged:              "This device is not managed by the organization.",
+	ReasonNotCompliant:            "This device does not comply with the organization's policy.",
+	ReasonComplianceUnknown:       "This device's compliance has not been reported.",
+	ReasonThreatTooHigh:           "A security threat was detected on this device.",
+	ReasonThreatUnknown:           "This device's threat level has not been reported.",
+	ReasonStateBlocked:            "This device is quarantined, retired, wiped or reported lost.",
+	ReasonUserMismatch:            "The signed-in user is not the user this device belongs to.",
 
 	ReasonLoginRequired: "Sign in to reach this resource.",
 	ReasonUserUnknown:   "The sign-in did not identify a user.",
@@ -86,7 +90,7 @@ func (r Reason) Message() string {
 func Reasons() []Reason {
 	return []Reason{
 		ReasonAllowed,
-		ReasonCertificateMissing, ReasonCertificateInvalid, ReasonCertificateRevoked,
+		ReasonCertificateMissing, ReasonCertificateInvalid, ReasonCertificateRevoked, ReasonCertificateUnverifiable,
 		ReasonDeviceUnknown, ReasonPostureStale, ReasonStateBlocked, ReasonNotManaged,
 		ReasonComplianceUnknown, ReasonNotCompliant, ReasonThreatUnknown, ReasonThreatTooHigh,
 		ReasonUserMismatch,

@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // adminHandler serves the operator endpoints. It listens on loopback by
@@ -48,7 +50,25 @@ func (g *Gateway) adminHandler() http.Handler {
 		}
 		json.NewEncoder(w).Encode(detail)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
+	// Certificate metrics belong to the current configuration: gather them
+	// from whichever snapshot is live at scrape time, so a reload never
+	// leaves the old generation's collectors behind.
+	certMetrics := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		s := g.cur.Load()
+		reg := prometheus.NewRegistry()
+		if s.server != nil {
+			if err := s.server.RegisterMetrics(reg); err != nil {
+				return nil, err
+			}
+		}
+		if s.devices != nil {
+			if err := s.devices.RegisterMetrics(reg); err != nil {
+				return nil, err
+			}
+		}
+		return reg.Gather()
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{g.reg, certMetrics}, promhttp.HandlerOpts{}))
 	(&adminAPI{g: g, token: g.adminToken}).routes(mux)
 	return mux
 }

@@ -30,6 +30,19 @@ func (a *adminAPI) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/live", a.auth(a.liveList))
 	mux.HandleFunc("POST /v1/revoke", a.auth(a.revoke))
 	mux.HandleFunc("GET /v1/feeds", a.auth(a.feedList))
+	mux.HandleFunc("GET /v1/certificates", a.auth(a.certificates))
+}
+
+func (a *adminAPI) certificates(w http.ResponseWriter, r *http.Request) {
+	s := a.g.cur.Load()
+	out := map[string]any{}
+	if s.server != nil {
+		out["server"] = s.server.Status()
+	}
+	if s.devices != nil {
+		out["devices"] = s.devices.Status()
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *adminAPI) feedList(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,7 @@ type connInfo struct {
 
 type connIdentity struct {
 	snap    *snapshot
+	certGen uint64 // the revocation generation it was verified under
 	device  *certs.DeviceIdentity
 	err     error                // why a presented certificate was not accepted
 	subject *enforcement.Subject // the certificate's user, for login: none
@@ -39,11 +41,11 @@ func withConnInfo(ctx context.Context) context.Context {
 func (s *snapshot) identity(ctx context.Context, cs *tls.ConnectionState) *connIdentity {
 	ci, _ := ctx.Value(connKey{}).(*connInfo)
 	if ci != nil {
-		if cur := ci.id.Load(); cur != nil && cur.snap == s {
+		if cur := ci.id.Load(); cur != nil && cur.snap == s && cur.certGen == s.gw.certGen.Load() {
 			return cur
 		}
 	}
-	id := &connIdentity{snap: s}
+	id := &connIdentity{snap: s, certGen: s.gw.certGen.Load()}
 	if cs != nil && len(cs.PeerCertificates) > 0 && s.devices != nil {
 		id.device, id.err = s.devices.Identity(cs, nil)
 		if id.err == nil && id.device != nil && id.device.User != "" {
@@ -56,4 +58,20 @@ func (s *snapshot) identity(ctx context.Context, cs *tls.ConnectionState) *connI
 		ci.id.Store(id)
 	}
 	return id
+}
+
+// certsRevoked is the device verifier's OnRevoked callback: a CRL refresh
+// revoked these serials. Cached connection identities are dropped (the
+// next request on every connection verifies again) and live requests of
+// those certificates are closed.
+func (g *Gateway) certsRevoked(serials []string) {
+	set := make(map[string]bool, len(serials))
+	for _, s := range serials {
+		set[strings.ToLower(s)] = true
+	}
+	g.certGen.Add(1)
+	if n := g.live.closeSerials(set); n > 0 {
+		g.metrics.reevalClosed.WithLabelValues(string(enforcement.ReasonCertificateRevoked)).Add(float64(n))
+		g.log.Warn("closed live requests of revoked device certificates", "count", n)
+	}
 }

@@ -55,6 +55,7 @@ type Gateway struct {
 	ids         *idGen
 	adminToken  conf.Secret
 	live        *liveRegistry
+	certGen     atomic.Uint64 // bumped when a CRL refresh revokes certificates
 	onReady     func(*Gateway)
 
 	echoOnce sync.Once
@@ -186,7 +187,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			MinVersion: tls.VersionTLS12,
 			NextProtos: []string{"h2", "http/1.1"},
 			GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-				return g.cur.Load().listeners[idx].forHost(hello.ServerName), nil
+				return g.cur.Load().listeners[idx].forHello(hello), nil
 			},
 		}
 		if hasProto(l.Protocols, "h2", "http/1.1") {
@@ -247,7 +248,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if l.RedirectPort != 0 {
 			port = fmt.Sprint(l.RedirectPort)
 		}
-		srv := &http.Server{Handler: redirectHandler(port), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		redirect := redirectHandler(port)
+		// ACME HTTP-01 challenges are answered here, by whichever server
+		// certificates the current configuration manages.
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			g.cur.Load().server.HTTPChallengeHandler(redirect).ServeHTTP(w, r)
+		})
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 		servers = append(servers, srv)
 		serveFns = append(serveFns, func() error { return srv.Serve(ln) })
 	}
@@ -330,7 +337,12 @@ func (g *Gateway) startSnapshot(s *snapshot) {
 	s.cancel = cancel
 	if s.server != nil {
 		g.bgWG.Add(1)
-		go func() { defer g.bgWG.Done(); s.server.Run(ctx) }()
+		go func() {
+			defer g.bgWG.Done()
+			if err := s.server.Run(ctx); err != nil && ctx.Err() == nil {
+				g.log.Error("server certificate management stopped", "error", err)
+			}
+		}()
 	}
 	if s.devices != nil {
 		g.bgWG.Add(1)

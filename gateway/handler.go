@@ -86,7 +86,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		in.Device = id.device
 		in.Subject = id.subject // login: none: the user the certificate names
-		if auth != nil {
+		if ra, ok := auth.(responseAuthenticator); ok {
+			in.Subject = ra.AuthenticateResponse(w, r, res) // may refresh an idle session's cookie
+		} else if auth != nil {
 			in.Subject = auth.Authenticate(r, res)
 		}
 		if in.Device != nil {
@@ -182,8 +184,13 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, res *resource, re
 
 func certReason(err error) enforcement.Reason {
 	var ve *certs.VerifyError
-	if errors.As(err, &ve) && ve.Code == "revoked" {
-		return enforcement.ReasonCertificateRevoked
+	if errors.As(err, &ve) {
+		switch ve.Code {
+		case certs.CodeRevoked:
+			return enforcement.ReasonCertificateRevoked
+		case certs.CodeOCSPUnavailable, certs.CodeCRLStale:
+			return enforcement.ReasonCertificateUnverifiable
+		}
 	}
 	return enforcement.ReasonCertificateInvalid
 }

@@ -152,3 +152,18 @@ func (reg *liveRegistry) Len() int {
 	}
 	return n
 }
+
+// closeSerials closes the live requests of device certificates whose
+// serial is in serials, as a CRL refresh or OCSP answer revoked them.
+func (reg *liveRegistry) closeSerials(serials map[string]bool) int {
+	var hit []*liveEntry
+	reg.rangeEntries(func(e *liveEntry) {
+		if e.Device != nil && serials[e.Device.Serial] {
+			hit = append(hit, e)
+		}
+	})
+	for _, e := range hit {
+		e.close(enforcement.Decision{Verdict: enforcement.Deny, Reason: enforcement.ReasonCertificateRevoked, Rule: "revocation.crl"})
+	}
+	return len(hit)
+}

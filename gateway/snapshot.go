@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"portcullis/certs"
 	"portcullis/enforcement"
@@ -21,6 +22,7 @@ import (
 // snapshot is one compiled configuration. Nothing in it changes after
 // build returns; a reload builds a new one.
 type snapshot struct {
+	gw        *Gateway
 	cfg       *Config
 	router    *router
 	resources []*resource
@@ -53,9 +55,18 @@ type resource struct {
 // listenerTLS holds one listener's TLS configurations, one per client
 // certificate mode, and which mode each SNI name gets.
 type listenerTLS struct {
-	def   *tls.Config
-	exact map[string]*tls.Config
-	wild  map[string]*tls.Config
+	def       *tls.Config
+	challenge *tls.Config // for ACME TLS-ALPN-01 validation handshakes
+	server    *certs.ServerCerts
+	exact     map[string]*tls.Config
+	wild      map[string]*tls.Config
+}
+
+func (l *listenerTLS) forHello(hello *tls.ClientHelloInfo) *tls.Config {
+	if l.server.IsTLSALPNChallenge(hello) {
+		return l.challenge
+	}
+	return l.forHost(hello.ServerName)
 }
 
 func (l *listenerTLS) forHost(sni string) *tls.Config {
@@ -75,7 +86,7 @@ func (l *listenerTLS) forHost(sni string) *tls.Config {
 // configuration names; errors are keyed like validation errors so that
 // `portcullis check` can place them in the file.
 func (g *Gateway) build(cfg *Config) (*snapshot, error) {
-	s := &snapshot{cfg: cfg, system: map[string]http.Handler{}, logins: map[string]authenticator{}}
+	s := &snapshot{cfg: cfg, gw: g, system: map[string]http.Handler{}, logins: map[string]authenticator{}}
 	var errs []error
 
 	var dev *devFiles
@@ -86,7 +97,7 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 		}
 	}
 
-	copts := certs.Options{Logger: g.log.With("component", "certs")}
+	copts := certs.Options{Logger: g.log.With("component", "certs"), StateDir: cfg.Path(cfg.State.Dir)}
 	server, err := certs.NewServerCerts(cfg.TLS, cfg.Dir(), copts)
 	if err != nil {
 		errs = append(errs, conf.AtKey("tls", err))
@@ -100,6 +111,17 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 		d, err := certs.NewDevices(cfg.Devices, cfg.Dir(), copts)
 		if err != nil {
 			errs = append(errs, conf.AtKey("devices", err))
+		} else {
+			if len(cfg.Devices.Revocation.CRLURLs) > 0 {
+				// Fetch CRLs before serving: until the first fetch a CRL
+				// counts as stale, which with stale: deny refuses everyone.
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				if err := d.RefreshCRLs(ctx); err != nil {
+					g.log.Warn("fetching CRLs before serving", "error", err)
+				}
+				cancel()
+			}
+			d.OnRevoked(g.certsRevoked)
 		}
 		s.devices = d
 	}
@@ -205,6 +227,7 @@ func (s *snapshot) listenerTLS(l *ListenerConfig) *listenerTLS {
 	if hasProto(l.Protocols, "http/1.1") {
 		protos = append(protos, "http/1.1")
 	}
+	protos = append(protos, s.server.NextProtos()...) // acme-tls/1 when TLS-ALPN-01 is on
 	mk := func(mode string) *tls.Config {
 		c := &tls.Config{
 			MinVersion:     minVersion,
@@ -236,7 +259,10 @@ func (s *snapshot) listenerTLS(l *ListenerConfig) *listenerTLS {
 		byMode[m] = mk(m)
 		return byMode[m]
 	}
-	lt := &listenerTLS{def: get(l.ClientAuth), exact: map[string]*tls.Config{}, wild: map[string]*tls.Config{}}
+	// An ACME validator answering a TLS-ALPN-01 challenge has no device
+	// certificate: that one handshake is never asked for one.
+	lt := &listenerTLS{def: get(l.ClientAuth), challenge: get("off"), server: s.server,
+		exact: map[string]*tls.Config{}, wild: map[string]*tls.Config{}}
 	for h, m := range l.Hosts {
 		h = strings.ToLower(h)
 		if strings.HasPrefix(h, "*.") {

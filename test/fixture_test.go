@@ -35,6 +35,7 @@ type env struct {
 	serverCA            string
 	dev1Cert, dev1Key   string
 	dev1ID, dev1User    string
+	dev1Serial          string
 	dev2Cert, dev2Key   string
 	dev2ID              string
 	rogueCert, rogueKey string
@@ -81,7 +82,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	e.dev1ID, e.dev1User = uuid4(), "alice@example.test"
-	c, k, _, err = dca.IssueDevice(e.dev1ID, e.dev1User, 24*time.Hour)
+	c, k, e.dev1Serial, err = dca.IssueDevice(e.dev1ID, e.dev1User, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
