@@ -85,6 +85,10 @@ type AdminConfig struct {
 	// TokenFile holds the bearer token of the admin API (/v1/...); without
 	// it the API is off and only /healthz, /readyz and /metrics answer.
 	TokenFile string `yaml:"token_file"`
+	// Pprof serves Go's profiler at /debug/pprof/ on the admin listener
+	// (default false). Profiles show request paths and timing: keep the
+	// admin listener on loopback when this is on.
+	Pprof bool `yaml:"pprof"`
 }
 
 // StateConfig says where state lives.
