@@ -70,8 +70,8 @@ func replayKey(idp, id string) []byte {
 func (c *ReplayCache) Seen(idp, id string, expires, now time.Time) (bool, error) {
 	key := replayKey(idp, id)
 	var seen bool
-	err := c.db.Batch(func(tx *bolt.Tx) error {
-		seen = false // Batch may run fn again after a rollback
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		seen = false
 		b := tx.Bucket(bucketAssertions)
 		if v := b.Get(key); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > now.Unix() {
 			seen = true

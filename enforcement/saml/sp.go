@@ -359,7 +359,7 @@ func (sp *SP) checkReturn(raw string) (*url.URL, bool) {
 	}
 	switch {
 	case strings.EqualFold(u.Host, sp.root.Host) && u.Scheme == sp.root.Scheme:
-	case u.Scheme == "https" && sp.hostOK(u.Host):
+	case u.Scheme == "https" && sp.hostOK(strings.ToLower(u.Hostname())):
 	default:
 		return nil, false
 	}
