@@ -90,11 +90,17 @@ func TestCrewjamVectors(t *testing.T) {
 		{name: "onelogin control", response: "TestSPCanHandleOneloginResponse_response", metadata: "TestSPCanHandleOneloginResponse_IDPMetadata", now: onelogin, req: oneloginReq, accept: true},
 		{name: "google control", response: "TestSPRejectsInjectedComment_response", metadata: "TestSPRejectsInjectedComment_IDPMetadata", now: google, req: googleReq, accept: true},
 		{name: "google comment injection", response: "TestSPRejectsInjectedComment_response", metadata: "TestSPRejectsInjectedComment_IDPMetadata", now: google, req: googleReq,
-			edit: func(s string) string { return strings.Replace(s, "ross@octolabs.io", "ross@<!-- and a comment -->octolabs.io", 1) }},
+			edit: func(s string) string {
+				return strings.Replace(s, "ross@octolabs.io", "ross@<!-- and a comment -->octolabs.io", 1)
+			}},
 		{name: "google comment injection, other user", response: "TestSPRejectsInjectedComment_response", metadata: "TestSPRejectsInjectedComment_IDPMetadata", now: google, req: googleReq,
-			edit: func(s string) string { return strings.Replace(s, "ross@octolabs.io", "evil@octolabs.io<!---->.evil.example", 1) }},
+			edit: func(s string) string {
+				return strings.Replace(s, "ross@octolabs.io", "evil@octolabs.io<!---->.evil.example", 1)
+			}},
 		{name: "google malformed attribute", response: "TestSPRejectsMalformedResponse_response", metadata: "TestSPRejectsMalformedResponse_IDPMetadata", now: google, req: googleReq,
-			edit: func(s string) string { return strings.Replace(s, "<saml2p:Response", `<saml2p:Response ::foo="bar"`, 1) }},
+			edit: func(s string) string {
+				return strings.Replace(s, "<saml2p:Response", `<saml2p:Response ::foo="bar"`, 1)
+			}},
 	}
 	for _, n := range []string{"One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"} {
 		vs = append(vs, vector{name: "xsw " + n, response: "TestXswPermutation" + n + "IsRejected_response",
