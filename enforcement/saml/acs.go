@@ -140,7 +140,7 @@ func (sp *SP) verify(raw, relayState, binding string) (login *Login, err error) 
 	// conditions (under its own 180 s skew), audience (our hook).
 	lib := sp.lib
 	lib.IDPMetadata = m.desc
-	rec := &sigRecorder{}
+	rec := &sigRecorder{allowSHA1: sp.cfg.AllowSHA1}
 	lib.SignatureVerifier = rec
 	acs, _ := url.Parse(sp.acsURL)
 	a, err := lib.ParseXMLResponse(xmlBytes, nil, *acs)
@@ -327,13 +327,18 @@ func (sp *SP) checkAudience(a *crewsaml.Assertion) error {
 var errAudience = errors.New("audience restriction missing or not naming this SP")
 
 // sigRecorder wraps signature verification so that we know which element
-// the library verified.
+// the library verified, and refuses weak algorithms first.
 type sigRecorder struct {
 	response, assertion bool
 	failed              bool
+	allowSHA1           bool
 }
 
 func (s *sigRecorder) VerifySignature(vc *dsig.ValidationContext, el *etree.Element) error {
+	if err := checkAlgorithms(el, s.allowSHA1); err != nil {
+		s.failed = true
+		return err
+	}
 	if _, err := vc.Validate(el); err != nil {
 		s.failed = true
 		return err
@@ -367,8 +372,51 @@ func (sp *SP) checkSignatures(m *idpMeta, rec *sigRecorder, responseSigned bool,
 		}
 		// The library skips assertion signatures under a signed
 		// Response; verify it ourselves.
-		if err := verifyElement(m, assertionEl); err != nil {
+		if err := verifyElement(m, assertionEl, sp.cfg.AllowSHA1); err != nil {
 			return reject(ReasonSignatureInvalid, "assertion: %v", err)
+		}
+	}
+	return nil
+}
+
+// Accepted signature and digest algorithms (SHA-1 only with allow_sha1).
+var (
+	strongAlgs = map[string]bool{
+		dsig.RSASHA256SignatureMethod: true, dsig.RSASHA384SignatureMethod: true, dsig.RSASHA512SignatureMethod: true,
+		dsig.ECDSASHA256SignatureMethod: true, dsig.ECDSASHA384SignatureMethod: true, dsig.ECDSASHA512SignatureMethod: true,
+		"http://www.w3.org/2001/04/xmlenc#sha256": true, "http://www.w3.org/2001/04/xmldsig-more#sha384": true,
+		"http://www.w3.org/2001/04/xmlenc#sha512": true,
+	}
+	sha1Algs = map[string]bool{
+		dsig.RSASHA1SignatureMethod: true, dsig.ECDSASHA1SignatureMethod: true, "http://www.w3.org/2000/09/xmldsig#sha1": true,
+	}
+)
+
+// checkAlgorithms refuses an enveloped signature of el whose signature
+// or digest method is not strong.
+func checkAlgorithms(el *etree.Element, allowSHA1 bool) error {
+	var sig *etree.Element
+	for _, c := range el.ChildElements() {
+		if c.Tag == "Signature" && c.NamespaceURI() == nsDSig {
+			sig = c
+		}
+	}
+	if sig == nil {
+		return errors.New("no signature")
+	}
+	var algs []string
+	for _, m := range sig.FindElements("./SignedInfo/SignatureMethod") {
+		algs = append(algs, m.SelectAttrValue("Algorithm", ""))
+	}
+	for _, m := range sig.FindElements("./SignedInfo/Reference/DigestMethod") {
+		algs = append(algs, m.SelectAttrValue("Algorithm", ""))
+	}
+	if len(algs) < 2 {
+		return errors.New("signature without SignatureMethod or DigestMethod")
+	}
+	for _, a := range algs {
+		if !strongAlgs[a] && !(allowSHA1 && sha1Algs[a]) {
+			return fmt.Errorf("signature algorithm %q is not accepted", truncate(a, 80))
 		}
 	}
 	return nil
@@ -376,7 +424,10 @@ func (sp *SP) checkSignatures(m *idpMeta, rec *sigRecorder, responseSigned bool,
 
 // verifyElement checks the enveloped signature of el against the IdP's
 // signing certificates.
-func verifyElement(m *idpMeta, el *etree.Element) error {
+func verifyElement(m *idpMeta, el *etree.Element, allowSHA1 bool) error {
+	if err := checkAlgorithms(el, allowSHA1); err != nil {
+		return err
+	}
 	vc := dsig.NewDefaultValidationContext(&dsig.MemoryX509CertificateStore{Roots: m.certs})
 	vc.IdAttribute = "ID"
 	if crewsaml.Clock != nil {

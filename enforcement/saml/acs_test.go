@@ -78,6 +78,9 @@ func TestACSGuards(t *testing.T) {
 		{name: "two subject confirmations", mut: func(o *resp) { o.TwoConfirmations = true }, reason: ReasonSubjectInvalid},
 		{name: "holder-of-key confirmation", mut: func(o *resp) { o.Method = "urn:oasis:names:tc:SAML:2.0:cm:holder-of-key" }, reason: ReasonSubjectInvalid},
 		{name: "two assertions", mut: func(o *resp) { o.ExtraAssertion = true }, reason: ReasonMalformed},
+		{name: "sha1 signature", mut: func(o *resp) { o.SHA1 = true }, reason: ReasonSignatureInvalid},
+		{name: "sha1 signature allowed", cfg: func(c *Config) { c.AllowSHA1 = true }, mut: func(o *resp) { o.SHA1 = true }, wantOK: true},
+		{name: "sha1 response signature", mut: func(o *resp) { o.SignResponse, o.SHA1 = true, true }, reason: ReasonSignatureInvalid},
 		{name: "comment in NameID", mut: func(o *resp) { o.Comment = true }, reason: ReasonMalformed},
 	}
 	for _, tt := range tests {

@@ -66,6 +66,9 @@ type Config struct {
 	// SignatureRequired is what must carry a valid IdP signature:
 	// "assertion" (default), "response", or "either".
 	SignatureRequired string `yaml:"signature_required"`
+	// AllowSHA1 accepts XML signatures and digests made with SHA-1, for
+	// IdPs that cannot be moved to SHA-256. Default false: refused.
+	AllowSHA1 bool `yaml:"allow_sha1"`
 	// MaxClockSkew is the tolerance on NotBefore and NotOnOrAfter
 	// (default 1m, at most 3m).
 	MaxClockSkew conf.Duration `yaml:"max_clock_skew"`

@@ -2,6 +2,7 @@ package saml
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -200,6 +201,7 @@ type resp struct {
 	Status            string
 	SubjectConfIRT    *string
 	AuthnContextClass string
+	SHA1              bool
 }
 
 func (o *resp) defaults() {
@@ -309,6 +311,12 @@ func (o resp) build(t testing.TB, f *fixture) string {
 	k := testKeys()[o.Signer]
 	sc := dsig.NewDefaultSigningContext(dsig.TLSCertKeyStore(tls.Certificate{Certificate: [][]byte{k.cert.Raw}, PrivateKey: k.key}))
 	sc.Canonicalizer = dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("")
+	if o.SHA1 {
+		sc.Hash = crypto.SHA1
+		if err := sc.SetSignatureMethod(dsig.RSASHA1SignatureMethod); err != nil {
+			t.Fatal(err)
+		}
+	}
 	adoc := etree.NewDocument()
 	if err := adoc.ReadFromString(b.String()); err != nil {
 		t.Fatal(err)

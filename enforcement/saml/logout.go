@@ -172,7 +172,7 @@ func (sp *SP) readLogoutRequest(r *http.Request, m *idpMeta) (*crewsaml.LogoutRe
 			return nil, reject(ReasonSignatureInvalid, "logout request: %v", err)
 		}
 	case hasSignature(root):
-		if err := verifyElement(m, root); err != nil {
+		if err := verifyElement(m, root, sp.cfg.AllowSHA1); err != nil {
 			return nil, reject(ReasonSignatureInvalid, "logout request: %v", err)
 		}
 	default:

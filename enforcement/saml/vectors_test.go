@@ -46,6 +46,7 @@ func vectorFixture(t *testing.T, td, metadata string, now time.Time, reqID strin
 		c.MaxClockSkew = 0
 		c.MaxClockSkew.UnmarshalText([]byte("3m"))
 		c.SignatureRequired = SignEither
+		c.AllowSHA1 = true // the vectors are from 2016
 	})
 	pair, err := tls.LoadX509KeyPair(filepath.Join(td, "sp_cert.pem"), filepath.Join(td, "sp_key.pem"))
 	if err != nil {
