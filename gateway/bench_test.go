@@ -18,16 +18,21 @@ import (
 	"time"
 
 	"portcullis/certs/devca"
+	"portcullis/enforcement"
+	"portcullis/enforcement/session"
 	"portcullis/posture"
 )
 
 // discardWriter is the cheapest ResponseWriter: the benchmarks measure the
 // gateway, not a recorder.
-type discardWriter struct{ h http.Header }
+type discardWriter struct {
+	h      http.Header
+	status int
+}
 
 func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (d *discardWriter) WriteHeader(int)             {}
+func (d *discardWriter) WriteHeader(code int)        { d.status = code }
 
 // benchGateway starts a Gateway (not its listeners) in front of upstream,
 // with a device CA, a compliant device, and a policy that checks the
@@ -35,6 +40,13 @@ func (d *discardWriter) WriteHeader(int)             {}
 // the gateway and a TLS connection state presenting the device's
 // certificate.
 func benchGateway(b *testing.B, upstream string) (*Gateway, *tls.ConnectionState) {
+	g, cs, _ := benchGatewayWith(b, upstream, "", "login: none\n      user: {max_risk: medium, unknown_risk: allow}")
+	return g, cs
+}
+
+// benchGatewayWith is benchGateway with extra top-level configuration and
+// a policy login; it also returns the state directory.
+func benchGatewayWith(b *testing.B, upstream, extra, login string) (*Gateway, *tls.ConnectionState, string) {
 	dir := b.TempDir()
 	ca, err := devca.InitFiles(dir, "device-ca", "Bench Device CA")
 	if err != nil {
@@ -57,6 +69,7 @@ func benchGateway(b *testing.B, upstream string) (*Gateway, *tls.ConnectionState
 	sc, sk, _, _ := srv.IssueServer([]string{"localhost"}, time.Hour)
 	os.WriteFile(filepath.Join(dir, "s.pem"), sc, 0o600)
 	os.WriteFile(filepath.Join(dir, "s.key"), sk, 0o600)
+	os.WriteFile(filepath.Join(dir, "client.secret"), []byte("secret"), 0o600)
 	cfg := fmt.Sprintf(`
 listen: [{address: "127.0.0.1:0"}]
 admin: {listen: "off"}
@@ -73,10 +86,9 @@ resources:
     hosts: [localhost]
     upstream: %s
     policy:
-      login: none
+      %s
       device: {certificate: required, managed: true, compliant: true, max_threat: low}
-      user: {max_risk: medium, unknown_risk: allow}
-`, filepath.Join(dir, "decisions.log"), upstream)
+%s`, filepath.Join(dir, "decisions.log"), upstream, login, extra)
 	path := filepath.Join(dir, "p.yaml")
 	os.WriteFile(path, []byte(cfg), 0o600)
 	g, err := New(path, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -94,7 +106,7 @@ resources:
 	if err != nil {
 		b.Fatal(err)
 	}
-	return g, &tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}}
+	return g, &tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}}, dir
 }
 
 func benchUpstream(b *testing.B) *httptest.Server {
@@ -177,6 +189,59 @@ func BenchmarkDenyPath(b *testing.B) {
 	for b.Loop() {
 		clear(w.h)
 		r, cancel := benchRequest(ctx, u, nil)
+		g.ServeHTTP(w, r)
+		cancel()
+	}
+}
+
+// BenchmarkServeHTTPSession is BenchmarkServeHTTP for a resource behind an
+// OIDC login: every request carries a sealed session cookie, which is
+// opened, checked for expiry and revocation, and stripped, and the user's
+// group is checked, besides the device certificate and posture.
+func BenchmarkServeHTTPSession(b *testing.B) {
+	up := benchUpstream(b)
+	g, cs, dir := benchGatewayWith(b, up.URL, `identity:
+  oidc:
+    - name: corp
+      issuer: http://127.0.0.1:1
+      client_id: portcullis
+      client_secret_file: client.secret
+      redirect_url: https://localhost/.portcullis/oidc/callback
+`, "login: corp\n      user: {groups: [eng], max_risk: medium, unknown_risk: allow}")
+	keys, err := session.LoadKeyFile(filepath.Join(dir, "data", "session.keys"), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var cfg session.Config
+	cfg.ApplyDefaults()
+	codec, err := session.NewCodec(session.CookiePrefix+"-corp", keys, cfg, g.store)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sess := codec.New("sess-1", time.Now(), time.Time{})
+	sess.Subject = enforcement.Subject{UserID: "bench@example.test", Email: "bench@example.test", Groups: []string{"eng", "staff"},
+		IdP: "corp", AuthTime: time.Now(), SessionID: "sess-1"}
+	val, err := codec.Seal(sess)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cookie := codec.Cookie(val, sess).Name + "=" + val
+	ctx := withConnInfo(context.Background())
+	w := &discardWriter{h: http.Header{}}
+	u, _ := url.Parse("https://localhost/64")
+	r0, cancel := benchRequest(ctx, u, cs)
+	r0.Header.Set("Cookie", cookie)
+	clear(w.h)
+	g.ServeHTTP(w, r0)
+	cancel()
+	if w.status != http.StatusOK {
+		b.Fatalf("session request answered %d, want 200: %v", w.status, w.h)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r, cancel := benchRequest(ctx, u, cs)
+		r.Header["Cookie"] = []string{cookie}
+		clear(w.h)
 		g.ServeHTTP(w, r)
 		cancel()
 	}
