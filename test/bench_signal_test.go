@@ -198,4 +198,3 @@ func envInt(name string, def int) int {
 	}
 	return def
 }
-
