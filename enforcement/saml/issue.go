@@ -32,7 +32,7 @@ func (sp *SP) issue(w http.ResponseWriter, r *http.Request, l *Login) error {
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	if strings.EqualFold(ret.Host, r.Host) || strings.EqualFold(ret.Host, sp.root.Host) && r.Host == "" {
+	if strings.EqualFold(ret.Host, r.Host) {
 		http.SetCookie(w, sp.codec.Cookie(value, s))
 		http.Redirect(w, r, ret.String(), http.StatusSeeOther)
 		return nil

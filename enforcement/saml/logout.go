@@ -237,7 +237,7 @@ func (sp *SP) revokeFor(ctx context.Context, req *crewsaml.LogoutRequest) error 
 // binding over the raw SAMLRequest, RelayState and SigAlg parameters.
 // SHA-1 is refused.
 func verifyRedirectSignature(rawQuery string, m *idpMeta) error {
-	var parts [3]string // SAMLRequest, RelayState, SigAlg, raw
+	var parts [3]string // raw SAMLRequest=, RelayState=, SigAlg= pairs, as received
 	var sig string
 	for _, kv := range strings.Split(rawQuery, "&") {
 		k, v, _ := strings.Cut(kv, "=")
@@ -251,7 +251,6 @@ func verifyRedirectSignature(rawQuery string, m *idpMeta) error {
 		case "Signature":
 			sig = v
 		}
-		_ = v
 	}
 	if parts[0] == "" || parts[2] == "" || sig == "" {
 		return errors.New("missing SigAlg or Signature")
