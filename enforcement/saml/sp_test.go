@@ -127,7 +127,7 @@ func TestMetadataRefresh(t *testing.T) {
 	fail.Store(true)
 	*f.now = t0.Add(2 * time.Minute)
 	m := f.sp.metadata() // starts a refresh, which fails
-	<-fetched // a failed fetch never replaces the current copy, so no need to wait for it to return
+	<-fetched            // a failed fetch never replaces the current copy, so no need to wait for it to return
 	if m == nil || f.sp.metadata() != m {
 		t.Error("the last good metadata was not kept")
 	}
