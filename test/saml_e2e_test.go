@@ -225,7 +225,7 @@ func samlidpLogin(ctx context.Context, start, user, password string) (string, er
 		chromedp.SendKeys(`input[name=user]`, user, chromedp.ByQuery),
 		chromedp.SendKeys(`input[name=password]`, password, chromedp.ByQuery),
 		chromedp.Submit(`input[name=password]`, chromedp.ByQuery),
-		chromedp.WaitVisible(`#hello, main, h1, body > p`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#hello, main > p.status`, chromedp.ByQuery), // the resource or a deny page
 		chromedp.Text(`body`, &text, chromedp.ByQuery),
 	)
 	return text, err

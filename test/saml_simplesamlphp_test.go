@@ -136,7 +136,7 @@ func sspLogin(ctx context.Context, start, user, password string) (string, error)
 		chromedp.SendKeys(`input[name=username]`, user, chromedp.ByQuery),
 		chromedp.SendKeys(`input[name=password]`, password, chromedp.ByQuery),
 		chromedp.Submit(`input[name=password]`, chromedp.ByQuery),
-		chromedp.WaitVisible(`#hello, main, h1, body > p`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#hello, main > p.status`, chromedp.ByQuery), // the resource or a deny page
 		chromedp.Text(`body`, &text, chromedp.ByQuery),
 	)
 	return text, err
