@@ -58,6 +58,9 @@ type Gateway struct {
 	certGen     atomic.Uint64 // bumped when a CRL refresh revokes certificates
 	onReady     func(*Gateway)
 
+	samlMu sync.Mutex // guards saml
+	saml   *samlState // created by the first configuration with SAML
+
 	echoOnce sync.Once
 	echoLn   net.Listener
 
@@ -315,6 +318,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if cur := g.cur.Load(); cur != nil {
 		cur.stop()
 	}
+	g.samlMu.Lock()
+	if g.saml != nil {
+		g.saml.replay.Close()
+	}
+	g.samlMu.Unlock()
 	g.bgWG.Wait()
 	if g.echoLn != nil {
 		g.echoLn.Close()

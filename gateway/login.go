@@ -7,6 +7,7 @@ import (
 
 	"portcullis/enforcement"
 	"portcullis/enforcement/oidc"
+	"portcullis/enforcement/saml"
 	"portcullis/enforcement/session"
 	"portcullis/gateway/deny"
 	"portcullis/internal/conf"
@@ -19,17 +20,26 @@ type IdentityConfig struct {
 	Session session.Config `yaml:"session"`
 	// OIDC lists the OpenID Connect providers.
 	OIDC []oidc.ProviderConfig `yaml:"oidc"`
+	// SAML lists the SAML 2.0 identity providers; resources name one as
+	// "saml:NAME".
+	SAML []saml.Config `yaml:"saml"`
 }
 
 // Validate reports every problem in c.
 func (c *IdentityConfig) Validate() error {
-	return errors.Join(conf.AtKey("session", c.Session.Validate()), conf.AtKey("oidc", oidc.ValidateAll(c.OIDC)))
+	return errors.Join(conf.AtKey("session", c.Session.Validate()), conf.AtKey("oidc", oidc.ValidateAll(c.OIDC)),
+		conf.AtKey("saml", saml.ValidateAll(c.SAML)))
 }
 
 // Has reports whether login names a configured provider.
 func (c *IdentityConfig) Has(login string) bool {
 	for i := range c.OIDC {
 		if c.OIDC[i].Name == login {
+			return true
+		}
+	}
+	for i := range c.SAML {
+		if "saml:"+c.SAML[i].Name == login {
 			return true
 		}
 	}
@@ -61,6 +71,9 @@ type responseAuthenticator interface {
 // mounts their endpoints (callbacks, logout) in s.system.
 func (g *Gateway) buildLogins(cfg *Config, s *snapshot) error {
 	ic := cfg.Identity
+	if err := g.buildSAMLLogins(ic.SAML, ic.Session, s); err != nil {
+		return err
+	}
 	if len(ic.OIDC) == 0 {
 		return nil
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"portcullis/enforcement"
@@ -26,17 +25,13 @@ type samlState struct {
 	metrics *saml.Metrics
 }
 
-var samlStates struct {
-	mu sync.Mutex
-	m  map[*Gateway]*samlState
-}
-
-// samlStateFor returns g's SAML state, creating it on first use.
+// samlStateFor returns g's SAML state, creating it on first use. It lives
+// on the Gateway, not in a snapshot: the replay cache must survive reloads.
 func (g *Gateway) samlStateFor(stateDir string) (*samlState, error) {
-	samlStates.mu.Lock()
-	defer samlStates.mu.Unlock()
-	if st := samlStates.m[g]; st != nil {
-		return st, nil
+	g.samlMu.Lock()
+	defer g.samlMu.Unlock()
+	if g.saml != nil {
+		return g.saml, nil
 	}
 	replay, err := saml.OpenReplayCache(stateDir)
 	if err != nil {
@@ -47,12 +42,8 @@ func (g *Gateway) samlStateFor(stateDir string) (*samlState, error) {
 		replay.Close()
 		return nil, err
 	}
-	if samlStates.m == nil {
-		samlStates.m = map[*Gateway]*samlState{}
-	}
-	st := &samlState{replay: replay, tracker: saml.NewTracker(), metrics: m}
-	samlStates.m[g] = st
-	return st, nil
+	g.saml = &samlState{replay: replay, tracker: saml.NewTracker(), metrics: m}
+	return g.saml, nil
 }
 
 // samlLogin adapts a SAML service provider to the gateway's
