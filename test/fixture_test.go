@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -245,12 +246,20 @@ func startUpstream(t testing.TB) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// Consume the body before answering, as an application would: a
+		// response sent before the request body arrived would let h2spec's
+		// content-length mismatch case (8.1.2.6) race the gateway's reply.
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		h := map[string]string{}
 		for k := range r.Header {
 			h[k] = r.Header.Get(k)
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"path": r.URL.Path, "host": r.Host, "headers": h})
+		json.NewEncoder(w).Encode(map[string]any{"path": r.URL.Path, "host": r.Host, "headers": h, "body_bytes": n})
 	})
 	mux.HandleFunc("/sse", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
