@@ -14,10 +14,14 @@ import (
 // posture and close it when the answer changes. The gateway owns it; its
 // fields do not change after it is registered.
 type Tracked struct {
-	Policy  *Policy
-	Request Request
-	Device  *certs.DeviceIdentity
-	Subject *Subject
+	// Resource names the resource the request was routed to, and Policy
+	// is its policy when the request was admitted; a reload may replace
+	// it (see [Reevaluator.Policies]).
+	Resource string
+	Policy   *Policy
+	Request  Request
+	Device   *certs.DeviceIdentity
+	Subject  *Subject
 	// Close ends the request (the gateway cancels its context). It may be
 	// called more than once and from any goroutine.
 	Close func(Decision)
@@ -58,6 +62,13 @@ type Reevaluator struct {
 	// OnClose, if set, is told of each request closed (for logs and
 	// metrics).
 	OnClose func(*Tracked, Decision)
+	// Policies, if set, returns the current policy of a resource by
+	// name, or nil when the running configuration no longer has it (the
+	// request is then closed with route.not_found). It makes a reload
+	// that tightens a policy reach requests admitted under the old one.
+	// When nil, each request is re-decided under the policy it was
+	// admitted with.
+	Policies func(resource string) *Policy
 }
 
 // Run re-evaluates until ctx is done. Change events are coalesced: every
@@ -202,5 +213,9 @@ func (r *Reevaluator) decide(t *Tracked, now time.Time, rev Revocations) Decisio
 	if t.Subject != nil {
 		in.Risk = r.State.Risk(t.Subject.UserID)
 	}
-	return Decide(t.Policy, &in)
+	p := t.Policy
+	if r.Policies != nil {
+		p = r.Policies(t.Resource)
+	}
+	return Decide(p, &in)
 }

@@ -286,6 +286,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 	eg.Go(func() error { g.watchConfig(egCtx); return nil })
 	changes, unsubscribe := g.store.Subscribe(4096)
 	re := &enforcement.Reevaluator{Registry: g.live, State: g.store, Changes: changes,
+		// Live requests are re-decided under the running configuration's
+		// policies, so a reload that tightens one closes what it no
+		// longer allows at the next sweep (within a second).
+		Policies: func(name string) *enforcement.Policy {
+			if res := g.cur.Load().byName[name]; res != nil {
+				return res.policy
+			}
+			return nil
+		},
 		OnClose: func(t *enforcement.Tracked, d enforcement.Decision) {
 			g.metrics.reevalClosed.WithLabelValues(string(d.Reason)).Inc()
 			g.log.Warn("closing a live request after re-evaluation", "reason", string(d.Reason), "rule", d.Rule,

@@ -52,7 +52,7 @@ type liveEntry struct {
 func (reg *liveRegistry) track(r *http.Request, res *resource, in *enforcement.Input, seq uint64, reqID string) (*http.Request, *liveEntry) {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	e := &liveEntry{cancel: cancel, requestID: reqID, resource: res.name, started: in.Now}
-	e.Tracked = enforcement.Tracked{Policy: res.policy, Request: in.Request, Device: in.Device, Subject: in.Subject}
+	e.Tracked = enforcement.Tracked{Resource: res.name, Policy: res.policy, Request: in.Request, Device: in.Device, Subject: in.Subject}
 	e.Tracked.Close = e.close
 	e.shard = &reg.shards[seq%uint64(len(reg.shards))]
 	e.shard.mu.Lock()

@@ -26,6 +26,7 @@ type snapshot struct {
 	cfg       *Config
 	router    *router
 	resources []*resource
+	byName    map[string]*resource
 	devices   *certs.Devices
 	server    *certs.ServerCerts
 	listeners []*listenerTLS
@@ -173,6 +174,10 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 		s.resources = append(s.resources, res)
 	}
 	s.router = newRouter(s.resources)
+	s.byName = make(map[string]*resource, len(s.resources))
+	for _, res := range s.resources {
+		s.byName[res.name] = res
+	}
 
 	for i, fc := range cfg.Posture.Feeds {
 		if fc.DeviceCA == "" && len(cfg.Devices.CAs) == 1 {

@@ -32,6 +32,7 @@ type env struct {
 	port     int
 	admin    string
 	upstream string // http://127.0.0.1:N
+	appWhen  string // the app resource's policy.when, if any
 
 	serverCA            string
 	dev1Cert, dev1Key   string
@@ -145,6 +146,9 @@ resources:
     policy:
       login: none
       device: {certificate: required, managed: true, compliant: true, max_threat: medium}
+{{- if .AppWhen}}
+      when: '{{.AppWhen}}'
+{{- end}}
   - name: public
     hosts: [localhost]
     paths: [/public]
@@ -159,7 +163,7 @@ func (e *env) writeConfig(extra string) {
 	e.t.Helper()
 	var b bytes.Buffer
 	template.Must(template.New("").Parse(configTemplate)).Execute(&b, map[string]any{
-		"Port": e.port, "Admin": e.admin, "Upstream": e.upstream, "Extra": extra,
+		"Port": e.port, "Admin": e.admin, "Upstream": e.upstream, "Extra": extra, "AppWhen": e.appWhen,
 	})
 	// Write then rename, as editors and config managers do: the gateway
 	// never reads a half-written file.

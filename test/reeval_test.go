@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,5 +152,57 @@ func TestStalePostureClosesLiveConnections(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("closed after %v", took)
+	}
+}
+
+// TestReloadReevaluatesLiveConnections: live requests are re-decided
+// under the reloaded policy of their resource, so a reload that tightens
+// it closes the websocket, SSE stream and HTTP/2 stream it no longer
+// allows, and new requests get the deny with the new reason.
+func TestReloadReevaluatesLiveConnections(t *testing.T) {
+	e := newEnv(t)
+	g := e.start()
+	e.setCompliant(e.dev1ID, true)
+	alice := e.liveConns(t, e.dev1Cert, e.dev1Key)
+	for name, ok := range alice() {
+		if !ok {
+			t.Fatalf("%s not alive before the reload", name)
+		}
+	}
+	// A reload that leaves the policy alone keeps them open.
+	e.writeConfig("")
+	g.signal(syscall.SIGHUP)
+	g.waitLog("configuration reloaded")
+	time.Sleep(1500 * time.Millisecond) // more than one re-evaluation sweep
+	for name, ok := range alice() {
+		if !ok {
+			t.Fatalf("%s closed by a reload that changed nothing", name)
+		}
+	}
+
+	e.appWhen = `device.platform == "Windows"` // the device reports no platform
+	e.writeConfig("")
+	g.signal(syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	var got map[string]bool
+	for time.Now().Before(deadline) {
+		got = alice()
+		if !got["websocket"] && !got["sse"] && !got["h2stream"] {
+			break
+		}
+	}
+	for name, ok := range got {
+		if ok {
+			t.Errorf("alice's %s still open after the reload tightened the policy", name)
+		}
+	}
+	g.waitLog(`"reason":"policy.expression_denied"`)
+	resp, err := e.client(e.dev1Cert, e.dev1Key, false).Get(e.url("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("new request after the reload: %d, want 403", resp.StatusCode)
 	}
 }
