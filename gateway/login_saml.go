@@ -59,7 +59,7 @@ func (l samlLogin) AuthenticateResponse(w http.ResponseWriter, r *http.Request, 
 }
 
 func (l samlLogin) Challenge(w http.ResponseWriter, r *http.Request, res *resource, d enforcement.Decision, requestID string) {
-	l.sp.Challenge(w, r, d, requestID, res.name)
+	l.sp.Challenge(w, r, d, res.cfg.Policy.User.ACR, requestID, res.name)
 }
 
 // buildSAMLLogins compiles the SAML identity providers into s.logins

@@ -123,7 +123,7 @@ func newSAMLEnv(t *testing.T, mdURL string, attrs saml.Attributes, addr string) 
 			fmt.Fprintf(w, `<html><body><p id="hello">hello %s groups=%s idp=%s</p></body></html>`,
 				in.Subject.UserID, strings.Join(in.Subject.Groups, ","), in.Subject.IdP)
 		case enforcement.Login, enforcement.StepUp:
-			e.sp.Challenge(w, r, d, "req-1", "app")
+			e.sp.Challenge(w, r, d, nil, "req-1", "app")
 		default:
 			deny.Write(w, r, deny.Info{Status: http.StatusForbidden, Reason: string(d.Reason), Resource: "app"})
 		}

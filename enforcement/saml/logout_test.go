@@ -54,6 +54,16 @@ func TestLogoutSPInitiated(t *testing.T) {
 	if !cleared {
 		t.Error("session cookie not cleared")
 	}
+	// A cross-site form cannot log the user out (nor revoke the session).
+	c = f.login(t)
+	r = httptestRequest("POST", testRoot+"/.portcullis/saml/corp/logout", nil)
+	r.Header.Set("Sec-Fetch-Site", "cross-site")
+	r.AddCookie(c)
+	w = recorder()
+	f.sp.Handlers()["/.portcullis/saml/corp/logout"].ServeHTTP(w, r)
+	if w.Code != http.StatusForbidden || len(f.revoker.revs) != 1 {
+		t.Errorf("cross-site logout POST: %d, revocations %d", w.Code, len(f.revoker.revs))
+	}
 	// The IdP's LogoutResponse lands on the signed-out page.
 	w = recorder()
 	f.sp.serveSLO(w, httptestRequest("GET", testRoot+"/.portcullis/saml/corp/slo?SAMLResponse=x", nil))

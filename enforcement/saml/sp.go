@@ -196,7 +196,7 @@ func (sp *SP) Handlers() map[string]http.Handler {
 		p + "login":    http.HandlerFunc(sp.serveLogin),
 		p + "acs":      http.HandlerFunc(sp.serveACS),
 		p + "handoff":  http.HandlerFunc(sp.serveHandoff),
-		p + "logout":   http.HandlerFunc(sp.serveLogout),
+		p + "logout":   http.NewCrossOriginProtection().Handler(http.HandlerFunc(sp.serveLogout)), // as the OIDC logout: no cross-site POST
 		p + "slo":      http.HandlerFunc(sp.serveSLO),
 	}
 }
@@ -229,11 +229,17 @@ func (sp *SP) Authenticate(w http.ResponseWriter, r *http.Request) *enforcement.
 // Challenge answers a request that needs a (stronger) login: a browser
 // is sent to the SP's login endpoint with the URL to come back to; an API
 // client gets a 401 problem document naming the login URL.
-func (sp *SP) Challenge(w http.ResponseWriter, r *http.Request, d enforcement.Decision, requestID, resource string) {
+func (sp *SP) Challenge(w http.ResponseWriter, r *http.Request, d enforcement.Decision, acr []string, requestID, resource string) {
 	ret := "https://" + r.Host + r.URL.RequestURI()
 	q := url.Values{"return_to": {ret}}
 	if d.Verdict == enforcement.StepUp {
 		q.Set("force", "1")
+		if d.Reason == enforcement.ReasonMFARequired && len(acr) > 0 {
+			// crewjam/saml's RequestedAuthnContext carries one class: ask
+			// for the resource's first accepted one. The assertion's
+			// AuthnContextClassRef is still checked against all of them.
+			q.Set("acr", acr[0])
+		}
 	}
 	login := sp.loginURL + "?" + q.Encode()
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !deny.PrefersJSON(r.Header["Accept"]) {
@@ -292,6 +298,13 @@ func (sp *SP) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("force") == "1" {
 		t := true
 		lib.ForceAuthn = &t
+	}
+	if acr := r.URL.Query().Get("acr"); acr != "" {
+		if !validClassRef(acr) {
+			sp.fail(w, r, reject(ReasonMalformed, "acr refused"), http.StatusBadRequest)
+			return
+		}
+		lib.RequestedAuthnContext = &crewsaml.RequestedAuthnContext{Comparison: "exact", AuthnContextClassRef: acr}
 	}
 	req, err := lib.MakeAuthenticationRequest(m.ssoURL, crewsaml.HTTPRedirectBinding, crewsaml.HTTPPostBinding)
 	if err != nil {
@@ -365,4 +378,18 @@ func (sp *SP) checkReturn(raw string) (*url.URL, bool) {
 	}
 	u.Fragment = ""
 	return u, true
+}
+
+// validClassRef bounds an authentication context class reference taken
+// from the login URL: a URI or a short name, printable ASCII only.
+func validClassRef(s string) bool {
+	if len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }

@@ -1,11 +1,14 @@
 package saml
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,7 +22,7 @@ import (
 
 func TestLoginRedirect(t *testing.T) {
 	f := newFixture(t, nil)
-	r := httptestRequest("GET", testRoot+"/.portcullis/saml/corp/login?return_to="+url.QueryEscape(testAppURL)+"&force=1", nil)
+	r := httptestRequest("GET", testRoot+"/.portcullis/saml/corp/login?return_to="+url.QueryEscape(testAppURL)+"&force=1&acr="+url.QueryEscape("urn:example:mfa"), nil)
 	w := recorder()
 	f.sp.serveLogin(w, r)
 	loc, _ := url.Parse(w.Header().Get("Location"))
@@ -37,6 +40,26 @@ func TestLoginRedirect(t *testing.T) {
 	if err := rsa.VerifyPKCS1v15(f.sp.cert.PublicKey.(*rsa.PublicKey), crypto.SHA256, h[:], sig); err != nil {
 		t.Errorf("AuthnRequest signature: %v", err)
 	}
+	// Step-up: the request forces authentication and names the class.
+	areq := inflateRequest(t, loc.Query().Get("SAMLRequest"))
+	for _, want := range []string{`ForceAuthn="true"`, `<samlp:RequestedAuthnContext Comparison="exact"`,
+		`<saml:AuthnContextClassRef>urn:example:mfa</saml:AuthnContextClassRef>`} {
+		if !strings.Contains(areq, want) {
+			t.Errorf("AuthnRequest lacks %s:\n%s", want, areq)
+		}
+	}
+	w = recorder()
+	f.sp.serveLogin(w, httptestRequest("GET", testRoot+"/.portcullis/saml/corp/login?return_to=%2F&acr=a%0Ab", nil))
+	if w.Code != http.StatusBadRequest {
+		t.Errorf("acr with a control character: %d", w.Code)
+	}
+	w = recorder()
+	f.sp.serveLogin(w, httptestRequest("GET", testRoot+"/.portcullis/saml/corp/login?return_to=%2F", nil))
+	loc, _ = url.Parse(w.Header().Get("Location"))
+	if areq := inflateRequest(t, loc.Query().Get("SAMLRequest")); strings.Contains(areq, "ForceAuthn") || strings.Contains(areq, "RequestedAuthnContext") {
+		t.Errorf("plain login asks for step-up:\n%s", areq)
+	}
+
 	var bc *http.Cookie
 	for _, c := range w.Result().Cookies() {
 		if c.Name == BindingCookie {
@@ -69,21 +92,29 @@ func TestChallenge(t *testing.T) {
 	r := httptestRequest("GET", testAppURL, nil)
 	r.Header.Set("Accept", "text/html")
 	w := recorder()
-	f.sp.Challenge(w, r, d, "rid", "app")
+	f.sp.Challenge(w, r, d, nil, "rid", "app")
 	loc, _ := url.Parse(w.Header().Get("Location"))
 	if w.Code != http.StatusFound || loc.Path != "/.portcullis/saml/corp/login" || loc.Query().Get("return_to") != testAppURL {
 		t.Errorf("browser: %d %s", w.Code, loc)
 	}
 	d.Verdict = enforcement.StepUp
 	w = recorder()
-	f.sp.Challenge(w, r, d, "rid", "app")
+	f.sp.Challenge(w, r, d, nil, "rid", "app")
 	if !strings.Contains(w.Header().Get("Location"), "force=1") {
 		t.Errorf("step-up does not force authentication: %s", w.Header().Get("Location"))
+	}
+	// An MFA step-up asks for the resource's authentication context.
+	d.Reason = enforcement.ReasonMFARequired
+	w = recorder()
+	f.sp.Challenge(w, r, d, []string{"urn:example:mfa", "urn:example:hwk"}, "rid", "app")
+	loc, _ = url.Parse(w.Header().Get("Location"))
+	if loc.Query().Get("acr") != "urn:example:mfa" || loc.Query().Get("force") != "1" {
+		t.Errorf("mfa step-up: %s", loc)
 	}
 	api := httptestRequest("POST", testAppURL, nil)
 	api.Header.Set("Accept", "application/json")
 	w = recorder()
-	f.sp.Challenge(w, api, d, "rid", "app")
+	f.sp.Challenge(w, api, d, nil, "rid", "app")
 	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "rid") {
 		t.Errorf("api: %d %s", w.Code, w.Body)
 	}
@@ -141,4 +172,19 @@ func TestMetadataRefresh(t *testing.T) {
 	if err := f.sp.Refresh(context.Background()); err == nil {
 		t.Error("Refresh against a failing IdP succeeded")
 	}
+}
+
+// inflateRequest decodes an HTTP-Redirect binding SAMLRequest value
+// (base64 of raw DEFLATE).
+func inflateRequest(t *testing.T, v string) string {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		t.Fatalf("SAMLRequest: %v", err)
+	}
+	x, err := io.ReadAll(flate.NewReader(bytes.NewReader(b)))
+	if err != nil {
+		t.Fatalf("SAMLRequest: %v", err)
+	}
+	return string(x)
 }
