@@ -50,7 +50,7 @@ var reasonTitles = map[string]string{
 }
 
 // problemTypePrefix + reason is the problem document's type URI.
-const problemTypePrefix = "urn:portcullis:problem:"
+const problemTypePrefix = "https://portcullis.dev/problems/" // as the gateway's deny documents
 
 // problem is an RFC 9457 problem document with Portcullis's reason
 // extension member.
