@@ -88,19 +88,7 @@ func TestReevaluationClosesLiveConnections(t *testing.T) {
 	}
 
 	e.setCompliant(e.dev1ID, false) // the UEM says alice's device went bad
-	deadline := time.Now().Add(5 * time.Second)
-	var got map[string]bool
-	for time.Now().Before(deadline) {
-		got = alice()
-		if !got["websocket"] && !got["sse"] && !got["h2stream"] {
-			break
-		}
-	}
-	for name, ok := range got {
-		if ok {
-			t.Errorf("alice's %s still open after her device became non-compliant", name)
-		}
-	}
+	waitClosed(t, alice, "alice's %s still open after her device became non-compliant")
 	for name, ok := range bob() {
 		if !ok {
 			t.Errorf("bob's %s was closed too", name)
@@ -155,6 +143,25 @@ func TestStalePostureClosesLiveConnections(t *testing.T) {
 	}
 }
 
+// waitClosed waits up to 5 s for every connection alive reports on to be
+// closed, and reports each still open with msg (a format for its name).
+func waitClosed(t *testing.T, alive func() map[string]bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	var got map[string]bool
+	for time.Now().Before(deadline) {
+		got = alive()
+		if !got["websocket"] && !got["sse"] && !got["h2stream"] {
+			break
+		}
+	}
+	for name, ok := range got {
+		if ok {
+			t.Errorf(msg, name)
+		}
+	}
+}
+
 // TestReloadReevaluatesLiveConnections: live requests are re-decided
 // under the reloaded policy of their resource, so a reload that tightens
 // it closes the websocket, SSE stream and HTTP/2 stream it no longer
@@ -183,19 +190,7 @@ func TestReloadReevaluatesLiveConnections(t *testing.T) {
 	e.appWhen = `device.platform == "Windows"` // the device reports no platform
 	e.writeConfig("")
 	g.signal(syscall.SIGHUP)
-	deadline := time.Now().Add(5 * time.Second)
-	var got map[string]bool
-	for time.Now().Before(deadline) {
-		got = alice()
-		if !got["websocket"] && !got["sse"] && !got["h2stream"] {
-			break
-		}
-	}
-	for name, ok := range got {
-		if ok {
-			t.Errorf("alice's %s still open after the reload tightened the policy", name)
-		}
-	}
+	waitClosed(t, alice, "alice's %s still open after the reload tightened the policy")
 	g.waitLog(`"reason":"policy.expression_denied"`)
 	resp, err := e.client(e.dev1Cert, e.dev1Key, false).Get(e.url("/"))
 	if err != nil {
