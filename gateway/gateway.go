@@ -387,6 +387,9 @@ func (g *Gateway) startSnapshot(s *snapshot) {
 func (g *Gateway) Reload() error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
+	// A reload (SIGHUP) also reopens the decision log file, whatever
+	// becomes of the configuration: logrotate's postrotate sends it.
+	_ = g.audit.Reopen() // logged by the audit log
 	err := g.reloadLocked()
 	if err != nil {
 		g.metrics.reloads.WithLabelValues("error").Inc()

@@ -2,6 +2,8 @@ package test
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -79,5 +81,48 @@ func TestReloadOnFileChange(t *testing.T) {
 	}
 	if after := g.metric(`portcullis_config_reloads_total{result="ok"}`); after == before {
 		t.Errorf("reload counter did not move (%s)", after)
+	}
+}
+
+// TestAuditFileReopenedOnSIGHUP: logrotate renames the decision log and
+// sends SIGHUP; the decisions before it stay in the renamed file and the
+// ones after it go to a new file of the old name.
+func TestAuditFileReopenedOnSIGHUP(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("audit: {output: decisions.log}\n")
+	g := e.start()
+	get := func(path string) {
+		t.Helper()
+		resp, err := e.client("", "", false).Get(e.url(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	log := filepath.Join(e.dir, "decisions.log")
+	waitContains := func(file, s string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if b, _ := os.ReadFile(file); strings.Contains(string(b), s) {
+				return
+			}
+		}
+		b, _ := os.ReadFile(file)
+		t.Fatalf("%s never had %q:\n%s", filepath.Base(file), s, b)
+	}
+	get("/public/before-rotation")
+	waitContains(log, `"path":"/public/before-rotation"`)
+	if err := os.Rename(log, log+".1"); err != nil {
+		t.Fatal(err)
+	}
+	g.signal(syscall.SIGHUP)
+	g.waitLog("audit output reopened")
+	get("/public/after-rotation")
+	waitContains(log, `"path":"/public/after-rotation"`)
+	if b, _ := os.ReadFile(log); strings.Contains(string(b), "before-rotation") {
+		t.Error("the new file has a record from before the rotation")
+	}
+	if b, _ := os.ReadFile(log + ".1"); strings.Contains(string(b), "after-rotation") {
+		t.Error("a record from after the rotation went to the rotated file")
 	}
 }

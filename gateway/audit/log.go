@@ -53,6 +53,8 @@ type Log struct {
 	now     func() time.Time
 	out     io.Writer
 	file    *os.File // non-nil when Output is a file we opened
+	path    string   // the file's name, for Reopen
+	reopen  chan chan error
 	outQ    *queue
 	syslog  *syslogSink // nil unless configured
 	metrics *metrics
@@ -109,8 +111,9 @@ func New(cfg Config, opts Options) (*Log, error) {
 		if err != nil {
 			return nil, fmt.Errorf("audit: output: %w", err)
 		}
-		l.out, l.file = f, f
+		l.out, l.file, l.path = f, f, cfg.Output
 	}
+	l.reopen = make(chan chan error)
 	return l, nil
 }
 
@@ -200,29 +203,7 @@ func (l *Log) Run(ctx context.Context) error {
 func (l *Log) writeOutput(ctx context.Context) {
 	var spare []byte
 	failing := false // log a failing output once, not per batch
-	flush := func() {
-		b, n := l.outQ.take(spare)
-		spare = b
-		if n == 0 {
-			return
-		}
-		_, err := l.out.Write(b)
-		switch {
-		case err != nil:
-			l.metrics.errors[idxOutput].Inc()
-			l.metrics.dropped[idxOutput].Add(float64(n))
-			if !failing {
-				l.logger.Error("audit output failing; dropping records", "err", err)
-				failing = true
-			}
-		case failing:
-			l.logger.Info("audit output recovered")
-			failing = false
-			fallthrough
-		default:
-			l.metrics.records[idxOutput].Add(float64(n))
-		}
-	}
+	flush := func() { spare = l.flushOutput(spare, &failing) }
 	tick := time.NewTicker(flushInterval)
 	defer tick.Stop()
 	for {
@@ -231,11 +212,90 @@ func (l *Log) writeOutput(ctx context.Context) {
 			flush()
 		case <-tick.C:
 			flush()
+		case done := <-l.reopen:
+			flush() // what was queued belongs to the old file
+			done <- l.reopenFile()
 		case <-ctx.Done():
 			flush()
 			return
 		}
 	}
+}
+
+// flushOutput writes what is queued to the output and counts it; spare is
+// handed to the queue as its next buffer, and the written batch returned
+// for reuse. *failing makes a failing output logged once, not per batch.
+func (l *Log) flushOutput(spare []byte, failing *bool) []byte {
+	b, n := l.outQ.take(spare)
+	if n == 0 {
+		return b
+	}
+	_, err := l.out.Write(b)
+	switch {
+	case err != nil:
+		l.metrics.errors[idxOutput].Inc()
+		l.metrics.dropped[idxOutput].Add(float64(n))
+		if !*failing {
+			l.logger.Error("audit output failing; dropping records", "err", err)
+			*failing = true
+		}
+	case *failing:
+		l.logger.Info("audit output recovered")
+		*failing = false
+		fallthrough
+	default:
+		l.metrics.records[idxOutput].Add(float64(n))
+	}
+	return b
+}
+
+// Reopen makes the writer close the output file and open it again by
+// name, after flushing what is queued to the old one: after logrotate
+// renames the file, new records go to a new file of the same name. It
+// waits until that is done, and returns the error of opening the new
+// file, in which case the old one stays in use. With stdout or stderr as
+// output, or after Close, it does nothing.
+func (l *Log) Reopen() error {
+	if l.path == "" {
+		return nil
+	}
+	l.mu.Lock()
+	if !l.ran {
+		// No writer yet, and Run cannot start while we hold mu.
+		defer l.mu.Unlock()
+		if l.closed.Load() {
+			return nil
+		}
+		var failing bool
+		l.flushOutput(nil, &failing) // what was queued belongs to the old file
+		return l.reopenFile()
+	}
+	done := l.done
+	l.mu.Unlock()
+	res := make(chan error, 1)
+	select {
+	case l.reopen <- res:
+		return <-res
+	case <-done:
+		return nil
+	}
+}
+
+// reopenFile runs on the writer goroutine, which alone uses l.out and
+// l.file while Run is running (or under mu before Run starts).
+func (l *Log) reopenFile() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		l.logger.Error("audit output: reopening failed; still writing to the old file", "path", l.path, "err", err)
+		return fmt.Errorf("audit: reopening output: %w", err)
+	}
+	old := l.file
+	l.out, l.file = f, f
+	if err := old.Close(); err != nil {
+		l.logger.Warn("audit output: closing the old file", "err", err)
+	}
+	l.logger.Info("audit output reopened", "path", l.path)
+	return nil
 }
 
 // Close stops Run, waits until it has written what was queued, and
