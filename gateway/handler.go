@@ -145,7 +145,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r, live := g.live.track(r, res, &in, seq, reqID)
 	sw := statusWriterPool.Get().(*statusWriter)
 	sw.reset(w)
-	res.proxy.ServeHTTP(sw.writer(), r)
+	if isH2Websocket(r) {
+		g.proxyH2Websocket(sw.writer(), r, res)
+	} else {
+		res.proxy.ServeHTTP(sw.writer(), r)
+	}
 	live.done()
 	end := time.Now()
 	if d, closed := live.closedBy(); closed {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"syscall"
 
 	"portcullis/gateway"
@@ -22,6 +24,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	enableExtendedConnect()
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "portcullis: -log-level: %v\n", err)
@@ -70,4 +73,29 @@ func tuneGC() {
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetGCPercent(400)
 	}
+}
+
+// enableExtendedConnect re-executes the process with GODEBUG
+// http2xconnect=1 unless GODEBUG already says something about it. Go's
+// HTTP/2 server supports extended CONNECT (RFC 8441: websockets over
+// HTTP/2) only with that setting, and reads it from the environment once
+// at start, so a running process cannot switch it on. GODEBUG=
+// http2xconnect=0 keeps it off. If the re-exec fails, serve goes on
+// without it: HTTP/1.1 websockets still work.
+func enableExtendedConnect() {
+	gd := os.Getenv("GODEBUG")
+	if strings.Contains(gd, "http2xconnect=") {
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	if gd != "" {
+		gd += ","
+	}
+	env := os.Environ()
+	env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
+	env = append(env, "GODEBUG="+gd+"http2xconnect=1")
+	_ = syscall.Exec(exe, os.Args, env) // returns only on failure
 }
