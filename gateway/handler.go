@@ -145,8 +145,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r, live := g.live.track(r, res, &in, seq, reqID)
 	sw := statusWriterPool.Get().(*statusWriter)
 	sw.reset(w)
-	if isH2Websocket(r) {
-		g.proxyH2Websocket(sw.writer(), r, res)
+	if isConnectWebsocket(r) {
+		g.proxyConnectWebsocket(sw.writer(), r, res)
 	} else {
 		res.proxy.ServeHTTP(sw.writer(), r)
 	}

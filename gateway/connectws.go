@@ -13,12 +13,21 @@ import (
 	"portcullis/gateway/deny"
 )
 
-// isH2Websocket reports whether r opens a websocket over HTTP/2 with
-// extended CONNECT (RFC 8441). Go's server delivers the :protocol
-// pseudo-header as a header of that name.
-func isH2Websocket(r *http.Request) bool {
-	return r.ProtoMajor == 2 && r.Method == http.MethodConnect &&
-		strings.EqualFold(r.Header.Get(":protocol"), "websocket")
+// isConnectWebsocket reports whether r opens a websocket with extended
+// CONNECT: over HTTP/2 (RFC 8441), where Go's server delivers the
+// :protocol pseudo-header as a header of that name, or over HTTP/3 (RFC
+// 9220), where quic-go's server puts it in Proto.
+func isConnectWebsocket(r *http.Request) bool {
+	if r.Method != http.MethodConnect {
+		return false
+	}
+	switch r.ProtoMajor {
+	case 2:
+		return strings.EqualFold(r.Header.Get(":protocol"), "websocket")
+	case 3:
+		return strings.EqualFold(r.Proto, "websocket")
+	}
+	return false
 }
 
 // websocketGUID is RFC 6455's magic value for Sec-WebSocket-Accept.
@@ -29,13 +38,14 @@ const websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-// proxyH2Websocket carries a websocket the client opened over HTTP/2
-// (RFC 8441) to the upstream as an HTTP/1.1 Upgrade (RFC 6455), which is
+// proxyConnectWebsocket carries a websocket the client opened with
+// extended CONNECT over HTTP/2 or HTTP/3 to the upstream as an HTTP/1.1
+// Upgrade (RFC 6455), which is
 // what applications serve, and copies the websocket frames both ways:
 // they are the same bytes on either side once the handshakes are done.
 // The request's context is the live registry's, so a re-evaluation that
 // denies it closes the upstream connection and ends the stream.
-func (g *Gateway) proxyH2Websocket(w http.ResponseWriter, r *http.Request, res *resource) {
+func (g *Gateway) proxyConnectWebsocket(w http.ResponseWriter, r *http.Request, res *resource) {
 	ctx := r.Context()
 	out := r.Clone(ctx)
 	out.Method = http.MethodGet
