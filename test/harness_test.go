@@ -51,11 +51,19 @@ func requirePeer(t testing.TB, name string) string {
 	if err == nil {
 		return p
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed; .ci/run installs it", name)
-	}
-	t.Skipf("%s is not installed (run .ci/run to install the test peers)", name)
+	missingPeer(t, "%s is not installed (.ci/run installs it)", name)
 	return ""
+}
+
+// missingPeer ends a test whose real peer cannot run here: a skip on a
+// developer's machine, a failure when CI is set, since a skipped test
+// proves nothing.
+func missingPeer(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
 }
 
 // freePort returns a loopback port that is free for both TCP and UDP at

@@ -16,7 +16,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -138,13 +137,7 @@ func newSAMLEnv(t *testing.T, mdURL string, attrs saml.Attributes, addr string) 
 // unless CI is set).
 func samlBrowser(t *testing.T) context.Context {
 	t.Helper()
-	path := "/usr/bin/chromium"
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("chromium is missing")
-		}
-		t.Skip("chromium is missing")
-	}
+	path := requirePeer(t, "chromium")
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.Flag("headless", "new"),
