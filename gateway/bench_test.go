@@ -19,7 +19,7 @@ import (
 
 	"portcullis/certs/devca"
 	"portcullis/enforcement"
-	"portcullis/enforcement/session"
+	"portcullis/identity/session"
 	"portcullis/posture"
 )
 

@@ -10,7 +10,7 @@ import (
 	"net/http/httputil"
 	"strings"
 
-	"portcullis/gateway/deny"
+	"portcullis/internal/deny"
 )
 
 // isConnectWebsocket reports whether r opens a websocket with extended

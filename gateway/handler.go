@@ -11,7 +11,7 @@ import (
 	"portcullis/enforcement"
 	"portcullis/gateway/assertion"
 	"portcullis/gateway/audit"
-	"portcullis/gateway/deny"
+	"portcullis/internal/deny"
 	"portcullis/posture"
 )
 

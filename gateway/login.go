@@ -6,11 +6,11 @@ import (
 	"path/filepath"
 
 	"portcullis/enforcement"
-	"portcullis/enforcement/oidc"
-	"portcullis/enforcement/saml"
-	"portcullis/enforcement/session"
-	"portcullis/gateway/deny"
+	"portcullis/identity/oidc"
+	"portcullis/identity/saml"
+	"portcullis/identity/session"
 	"portcullis/internal/conf"
+	"portcullis/internal/deny"
 )
 
 // IdentityConfig configures the identity providers users log in with

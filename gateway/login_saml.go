@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"portcullis/enforcement"
-	"portcullis/enforcement/saml"
-	"portcullis/enforcement/session"
+	"portcullis/identity/saml"
+	"portcullis/identity/session"
 	"portcullis/internal/conf"
 )
 

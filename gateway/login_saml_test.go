@@ -30,8 +30,8 @@ import (
 
 	"portcullis/certs/devca"
 	"portcullis/enforcement"
-	"portcullis/enforcement/saml"
-	"portcullis/enforcement/session"
+	"portcullis/identity/saml"
+	"portcullis/identity/session"
 )
 
 // samlIdP runs crewjam's samlidp with a fresh key and the given users

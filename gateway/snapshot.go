@@ -14,8 +14,8 @@ import (
 
 	"portcullis/certs"
 	"portcullis/enforcement"
-	"portcullis/gateway/deny"
 	"portcullis/internal/conf"
+	"portcullis/internal/deny"
 	"portcullis/posture/feeds"
 )
 

@@ -26,9 +26,9 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"portcullis/enforcement"
-	"portcullis/enforcement/saml"
-	"portcullis/enforcement/session"
-	"portcullis/gateway/deny"
+	"portcullis/identity/saml"
+	"portcullis/identity/session"
+	"portcullis/internal/deny"
 	"portcullis/posture"
 )
 

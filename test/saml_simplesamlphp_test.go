@@ -14,7 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"portcullis/enforcement/saml"
+	"portcullis/identity/saml"
 )
 
 // Fixed addresses: SimpleSAMLphp's SP metadata names the SP's entity id

@@ -13,7 +13,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"portcullis/enforcement/session"
+	"portcullis/identity/session"
 	"portcullis/posture"
 )
 

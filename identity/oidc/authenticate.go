@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"portcullis/enforcement"
-	"portcullis/enforcement/session"
-	"portcullis/gateway/deny"
+	"portcullis/identity/session"
+	"portcullis/internal/deny"
 )
 
 // cookiePrefix is the start of every cookie this package sets; none of

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"portcullis/enforcement/session"
+	"portcullis/identity/session"
 	"portcullis/internal/conf"
 	"portcullis/posture"
 )

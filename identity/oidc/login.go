@@ -17,8 +17,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"portcullis/enforcement"
-	"portcullis/enforcement/session"
-	"portcullis/gateway/deny"
+	"portcullis/identity/session"
+	"portcullis/internal/deny"
 )
 
 const (

@@ -18,7 +18,7 @@ import (
 	"github.com/russellhaering/goxmldsig/etreeutils"
 
 	"portcullis/enforcement"
-	"portcullis/enforcement/session"
+	"portcullis/identity/session"
 )
 
 // Namespaces and fixed values.

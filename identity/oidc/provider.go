@@ -16,7 +16,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"portcullis/enforcement"
-	"portcullis/enforcement/session"
+	"portcullis/identity/session"
 )
 
 // ErrUnavailable means the provider could not be reached or answered

@@ -20,7 +20,7 @@ import (
 	"github.com/beevik/etree"
 	crewsaml "github.com/crewjam/saml"
 
-	"portcullis/enforcement/session"
+	"portcullis/identity/session"
 	"portcullis/posture"
 )
 

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"portcullis/enforcement/session"
+	"portcullis/identity/session"
 )
 
 // Bounds of the in-memory login state.

@@ -17,8 +17,8 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"portcullis/enforcement"
-	"portcullis/enforcement/session"
-	"portcullis/gateway/deny"
+	"portcullis/identity/session"
+	"portcullis/internal/deny"
 	"portcullis/posture"
 )
 

@@ -26,7 +26,7 @@ import (
 	"github.com/crewjam/saml/xmlenc"
 	dsig "github.com/russellhaering/goxmldsig"
 
-	"portcullis/enforcement/session"
+	"portcullis/identity/session"
 	"portcullis/posture"
 )
 

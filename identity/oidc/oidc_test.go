@@ -20,8 +20,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"portcullis/enforcement"
-	"portcullis/enforcement/session"
-	"portcullis/gateway/deny"
+	"portcullis/identity/session"
+	"portcullis/internal/deny"
 	"portcullis/posture"
 )
 
