@@ -23,6 +23,10 @@ const (
 	ruleMaxAuthAge   = "policy.user.max_auth_age"
 	ruleMaxRisk      = "policy.user.max_risk"
 	ruleWhen         = "policy.when"
+
+	ruleRevokedDevice  = "revocation.device"
+	ruleRevokedSession = "revocation.session"
+	ruleRevokedUser    = "revocation.user"
 )
 
 // mfaMethods are the amr values (RFC 8176) that count as a multi-factor
@@ -36,10 +40,14 @@ var emptyInput Input
 // unless p has a CEL expression. It never modifies in.
 //
 // Checks run in a fixed order and the first failure decides: the device
-// certificate, the device's posture (every record of every source must
-// pass), the user, and last the CEL expression. Anything absent that a
-// check needs fails it, unless the policy explicitly allows it. A nil
-// policy denies with [ReasonRouteNotFound]; a nil input is an empty one.
+// certificate (its status, then the device's revocation), the device's
+// posture (every record of every source must pass), the user (a revoked
+// session or user first, whatever the policy asks of users: a revoked
+// credential is refused wherever it is presented), and last the CEL
+// expression. Anything absent that a check needs fails it, unless the
+// policy explicitly allows it. With `certificate: off` the certificate and
+// the device are not looked at at all. A nil policy denies with
+// [ReasonRouteNotFound]; a nil input is an empty one.
 func Decide(p *Policy, in *Input) Decision {
 	if p == nil {
 		return Decision{Verdict: Deny, Reason: ReasonRouteNotFound}
@@ -71,6 +79,14 @@ func decideDevice(p *Policy, in *Input) (Decision, bool) {
 	if p.cert == CertOff {
 		return Decision{}, true
 	}
+	switch in.Cert {
+	case CertInvalid:
+		return Decision{Verdict: Deny, Reason: ReasonCertificateInvalid, Rule: ruleCertificate}, false
+	case CertRevoked:
+		return Decision{Verdict: Deny, Reason: ReasonCertificateRevoked, Rule: ruleCertificate}, false
+	case CertUnverifiable:
+		return Decision{Verdict: Deny, Reason: ReasonCertificateUnverifiable, Rule: ruleCertificate}, false
+	}
 	dev := in.Device
 	if dev == nil {
 		if p.cert == CertRequired {
@@ -80,6 +96,9 @@ func decideDevice(p *Policy, in *Input) (Decision, bool) {
 	}
 	if dev.DeviceID == "" || len(p.cas) > 0 && !contains(p.cas, dev.CA) {
 		return Decision{Verdict: Deny, Reason: ReasonCertificateInvalid, Rule: ruleCAs}, false
+	}
+	if in.Revoked&RevokedDevice != 0 {
+		return Decision{Verdict: Deny, Reason: ReasonCertificateRevoked, Rule: ruleRevokedDevice}, false
 	}
 
 	rs := deviceRecords(in)
@@ -155,10 +174,18 @@ func deviceRecords(in *Input) []posture.Posture {
 
 // decideUser runs the user checks; ok is false with the deciding failure.
 func decideUser(p *Policy, in *Input) (Decision, bool) {
+	sub := in.Subject
+	if sub != nil {
+		switch {
+		case in.Revoked&RevokedSession != 0:
+			return Decision{Verdict: Login, Reason: ReasonSessionRevoked, Rule: ruleRevokedSession}, false
+		case in.Revoked&RevokedUser != 0:
+			return Decision{Verdict: Login, Reason: ReasonSessionRevoked, Rule: ruleRevokedUser}, false
+		}
+	}
 	if !p.needUser {
 		return Decision{}, true
 	}
-	sub := in.Subject
 	if sub == nil {
 		return Decision{Verdict: Login, Reason: ReasonLoginRequired, Rule: p.loginRule}, false
 	}

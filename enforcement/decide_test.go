@@ -41,6 +41,38 @@ var decideTests = []struct {
 	{"certificate without a device id", `{}`,
 		goodInput(func(in *Input) { in.Device.DeviceID = "" }), Deny, ReasonCertificateInvalid, "policy.device.cas"},
 
+	// Certificate status and device revocation.
+	{"certificate presented and invalid", `{}`,
+		goodInput(func(in *Input) { in.Cert, in.Device, in.Posture = CertInvalid, nil, nil }), Deny, ReasonCertificateInvalid, "policy.device.certificate"},
+	{"optional certificate presented and invalid", `{device: {certificate: optional}}`,
+		goodInput(func(in *Input) { in.Cert, in.Device, in.Posture = CertInvalid, nil, nil }), Deny, ReasonCertificateInvalid, "policy.device.certificate"},
+	{"certificate revoked by a CRL", `{device: {certificate: optional}}`,
+		goodInput(func(in *Input) { in.Cert, in.Device, in.Posture = CertRevoked, nil, nil }), Deny, ReasonCertificateRevoked, "policy.device.certificate"},
+	{"certificate status unverifiable", `{}`,
+		goodInput(func(in *Input) { in.Cert, in.Device, in.Posture = CertUnverifiable, nil, nil }), Deny, ReasonCertificateUnverifiable, "policy.device.certificate"},
+	{"certificate off ignores an invalid certificate", `{device: {certificate: off}}`,
+		goodInput(func(in *Input) { in.Cert, in.Device, in.Posture = CertInvalid, nil, nil }), Allow, ReasonAllowed, ""},
+	{"device revoked", `{}`,
+		goodInput(func(in *Input) { in.Revoked = RevokedDevice }), Deny, ReasonCertificateRevoked, "revocation.device"},
+	{"device revoked, optional certificate", `{device: {certificate: optional}}`,
+		goodInput(func(in *Input) { in.Revoked = RevokedDevice }), Deny, ReasonCertificateRevoked, "revocation.device"},
+	{"device revoked comes before posture", `{}`,
+		goodInput(func(in *Input) { in.Revoked, in.Posture = RevokedDevice, nil }), Deny, ReasonCertificateRevoked, "revocation.device"},
+	{"device revoked, certificate off", `{device: {certificate: off}}`,
+		goodInput(func(in *Input) { in.Revoked = RevokedDevice }), Allow, ReasonAllowed, ""},
+
+	// Session and user revocation.
+	{"session revoked", `{login: okta}`,
+		goodInput(func(in *Input) { in.Revoked = RevokedSession }), Login, ReasonSessionRevoked, "revocation.session"},
+	{"user revoked", `{login: okta}`,
+		goodInput(func(in *Input) { in.Revoked = RevokedUser }), Login, ReasonSessionRevoked, "revocation.user"},
+	{"certificate user revoked, no user checks", `{login: none}`,
+		goodInput(func(in *Input) { in.Revoked = RevokedUser }), Login, ReasonSessionRevoked, "revocation.user"},
+	{"user revoked, no subject", `{login: none}`,
+		goodInput(func(in *Input) { in.Revoked, in.Subject = RevokedUser, nil }), Allow, ReasonAllowed, ""},
+	{"device and user revoked: the device decides", `{login: okta}`,
+		goodInput(func(in *Input) { in.Revoked = RevokedDevice | RevokedUser }), Deny, ReasonCertificateRevoked, "revocation.device"},
+
 	// Posture presence and age.
 	{"no posture record", `{}`,
 		goodInput(func(in *Input) { in.Posture = nil }), Remediate, ReasonDeviceUnknown, "policy.device.allow_unknown"},
@@ -214,9 +246,6 @@ func TestDecide(t *testing.T) {
 var gatewayReasons = map[Reason]bool{
 	ReasonRouteNotFound:           true,
 	ReasonIdPUnavailable:          true,
-	ReasonSessionRevoked:          true,
-	ReasonCertificateRevoked:      true,
-	ReasonCertificateUnverifiable: true,
 }
 
 // TestDecideReasons fails when a reason Decide can return has no case in

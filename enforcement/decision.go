@@ -47,6 +47,12 @@ type Subject struct {
 	AMR       []string
 	ACR       string
 	SessionID string
+	// IdPSession and SubjectKey are further keys a revocation may be
+	// recorded under: the identity provider's session id (OIDC sid) and
+	// the provider-qualified subject (iss and sub), as back-channel logout
+	// names them. Empty when the provider gave none.
+	IdPSession string
+	SubjectKey string
 }
 
 // Request is what Decide may know of the request itself.
@@ -58,16 +64,51 @@ type Request struct {
 	RemoteIP string
 }
 
-// Input is everything Decide needs, gathered beforehand. Nil pointers mean
-// absent: no certificate, no posture record, no login, no risk record.
-// Decide never modifies it.
+// CertStatus is what became of the client certificate of a request's
+// connection. The zero value means none was presented; a certificate that
+// was presented and accepted comes with [Input.Device].
+type CertStatus uint8
+
+const (
+	CertNone         CertStatus = iota // no certificate presented
+	CertValid                          // verified; Input.Device says whose
+	CertInvalid                        // presented, not acceptable (chain, profile, identity)
+	CertRevoked                        // revoked by a CRL or an OCSP answer
+	CertUnverifiable                   // revocation status unavailable (OCSP hard-fail, stale CRL)
+)
+
+// Revocation is the set of revocations that cover a request's credentials,
+// as [Gather] found them in the store.
+type Revocation uint8
+
+const (
+	// RevokedSession: the subject's session id, or its identity
+	// provider's session, was revoked.
+	RevokedSession Revocation = 1 << iota
+	// RevokedUser: the user's sessions authenticated at or before a time
+	// were revoked (Universal Logout, CAEP session-revoked, RISC
+	// account-disabled, the admin API), and this one was.
+	RevokedUser
+	// RevokedDevice: the device's certificates issued at or before a time
+	// were revoked; a certificate issued later is a new enrolment.
+	RevokedDevice
+)
+
+// Input is everything Decide needs, gathered beforehand (by [Gather], for
+// the state parts). Nil pointers mean absent: no certificate, no posture
+// record, no login, no risk record. Decide never modifies it.
 type Input struct {
 	Now     time.Time
 	Request Request
+	// Cert is the status of the connection's client certificate; Device
+	// is its identity when Cert is CertValid, and nil otherwise.
+	Cert    CertStatus
 	Device  *certs.DeviceIdentity
 	Posture *posture.Device
 	Subject *Subject
 	Risk    *posture.UserRisk
+	// Revoked lists the revocations covering Device and Subject.
+	Revoked Revocation
 }
 
 // Decision is the outcome of [Decide].

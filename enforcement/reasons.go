@@ -9,10 +9,10 @@ const (
 
 	ReasonCertificateMissing Reason = "device.certificate_missing" // Login
 	ReasonCertificateInvalid Reason = "device.certificate_invalid" // Deny
-	ReasonCertificateRevoked Reason = "device.certificate_revoked" // gateway
+	ReasonCertificateRevoked Reason = "device.certificate_revoked" // Deny
 	// ReasonCertificateUnverifiable: the certificate's revocation status
 	// could not be established (OCSP hard-fail, stale CRL).
-	ReasonCertificateUnverifiable Reason = "device.certificate_unverifiable" // gateway
+	ReasonCertificateUnverifiable Reason = "device.certificate_unverifiable" // Deny
 	ReasonDeviceUnknown           Reason = "device.unknown"                  // Remediate
 	ReasonPostureStale            Reason = "device.posture_stale"            // Remediate
 	ReasonNotManaged              Reason = "device.not_managed"              // Remediate
@@ -29,7 +29,7 @@ const (
 	ReasonRiskTooHigh   Reason = "user.risk_too_high"  // Deny
 	ReasonRiskUnknown   Reason = "user.risk_unknown"   // Deny
 
-	ReasonSessionRevoked Reason = "session.revoked"         // gateway
+	ReasonSessionRevoked Reason = "session.revoked"         // Login
 	ReasonMFARequired    Reason = "session.mfa_required"    // StepUp
 	ReasonReauthRequired Reason = "session.reauth_required" // StepUp
 

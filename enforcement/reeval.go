@@ -33,20 +33,6 @@ type Registry interface {
 	Range(f func(*Tracked))
 }
 
-// State is where fresh posture, risk and revocations come from.
-type State interface {
-	Device(posture.DeviceKey) *posture.Device
-	Risk(user string) *posture.UserRisk
-}
-
-// Revocations, if a State implements it, lets the re-evaluator close the
-// requests of revoked sessions, users and devices.
-type Revocations interface {
-	SessionRevoked(sessionID string) bool
-	UserRevokedBefore(user string) time.Time
-	DeviceRevokedBefore(posture.DeviceKey) time.Time
-}
-
 // Reevaluator re-decides live requests when posture, risk or revocations
 // change, and on a timer so posture that ages past a resource's max_age
 // closes what depends on it even when no feed says anything (fail closed).
@@ -164,14 +150,13 @@ func (r *Reevaluator) Sweep(a *affected) int {
 		now = r.Now
 	}
 	at := now()
-	rev, _ := r.State.(Revocations)
 	var closing []*Tracked
 	var why []Decision
 	r.Registry.Range(func(t *Tracked) {
 		if !a.matches(t) {
 			return
 		}
-		if d := r.decide(t, at, rev); d.Verdict != Allow {
+		if d := r.decide(t, at); d.Verdict != Allow {
 			closing = append(closing, t)
 			why = append(why, d)
 		}
@@ -186,33 +171,14 @@ func (r *Reevaluator) Sweep(a *affected) int {
 	return len(closing)
 }
 
-// decide is Decide with fresh state, plus the revocation checks that only
-// matter for requests already admitted.
-func (r *Reevaluator) decide(t *Tracked, now time.Time, rev Revocations) Decision {
-	if rev != nil {
-		if s := t.Subject; s != nil {
-			if s.SessionID != "" && rev.SessionRevoked(s.SessionID) {
-				return Decision{Verdict: Deny, Reason: ReasonSessionRevoked, Rule: "revocation.session"}
-			}
-			if before := rev.UserRevokedBefore(s.UserID); !before.IsZero() && !s.AuthTime.After(before) {
-				return Decision{Verdict: Deny, Reason: ReasonSessionRevoked, Rule: "revocation.user"}
-			}
-		}
-		if d := t.Device; d != nil {
-			// Certificates issued before the revocation time are revoked;
-			// one the UEM issued afterwards is a new enrolment.
-			if before := rev.DeviceRevokedBefore(posture.DeviceKey{CA: d.CA, ID: d.DeviceID}); !before.IsZero() && !d.NotBefore.After(before) {
-				return Decision{Verdict: Deny, Reason: ReasonCertificateRevoked, Rule: "revocation.device"}
-			}
-		}
-	}
+// decide gathers fresh state for t and decides again, exactly as the
+// request handler decided when t was admitted.
+func (r *Reevaluator) decide(t *Tracked, now time.Time) Decision {
 	in := Input{Now: now, Request: t.Request, Device: t.Device, Subject: t.Subject}
 	if t.Device != nil {
-		in.Posture = r.State.Device(posture.DeviceKey{CA: t.Device.CA, ID: t.Device.DeviceID})
+		in.Cert = CertValid // admitted: its certificate was verified (CRLs close by serial)
 	}
-	if t.Subject != nil {
-		in.Risk = r.State.Risk(t.Subject.UserID)
-	}
+	Gather(r.State, &in)
 	p := t.Policy
 	if r.Policies != nil {
 		p = r.Policies(t.Resource)

@@ -3,9 +3,9 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"portcullis/certs"
 	"portcullis/enforcement"
@@ -23,6 +23,7 @@ type connInfo struct {
 type connIdentity struct {
 	snap    *snapshot
 	certGen uint64 // the revocation generation it was verified under
+	cert    enforcement.CertStatus
 	device  *certs.DeviceIdentity
 	err     error                // why a presented certificate was not accepted
 	subject *enforcement.Subject // the certificate's user, for login: none
@@ -48,16 +49,43 @@ func (s *snapshot) identity(ctx context.Context, cs *tls.ConnectionState) *connI
 	id := &connIdentity{snap: s, certGen: s.gw.certGen.Load()}
 	if cs != nil && len(cs.PeerCertificates) > 0 && s.devices != nil {
 		id.device, id.err = s.devices.Identity(cs, nil)
-		if id.err == nil && id.device != nil && id.device.User != "" {
-			// The connection is the session of a certificate-only user: it
-			// was authenticated when its identity was first established.
-			id.subject = &enforcement.Subject{UserID: id.device.User, Email: id.device.User, IdP: "device-certificate", AuthTime: time.Now()}
+		switch {
+		case id.err != nil:
+			id.cert, id.device = certStatus(id.err), nil
+		case id.device != nil:
+			id.cert = enforcement.CertValid
+		}
+		if id.device != nil && id.device.User != "" {
+			// A certificate-only user authenticated when the certificate
+			// was issued: revoking the user refuses every certificate
+			// issued before the revocation, on this connection and on
+			// any later one, across reloads (docs/certificates.md).
+			id.subject = &enforcement.Subject{UserID: id.device.User, Email: id.device.User, IdP: "device-certificate", AuthTime: id.device.NotBefore}
 		}
 	}
 	if ci != nil {
 		ci.id.Store(id)
 	}
 	return id
+}
+
+// certStatus maps the device verifier's answer to Decide's input.
+// A nil error is no failure, and says nothing of whether a certificate was
+// presented.
+func certStatus(err error) enforcement.CertStatus {
+	if err == nil {
+		return enforcement.CertNone
+	}
+	var ve *certs.VerifyError
+	if errors.As(err, &ve) {
+		switch ve.Code {
+		case certs.CodeRevoked:
+			return enforcement.CertRevoked
+		case certs.CodeOCSPUnavailable, certs.CodeCRLStale:
+			return enforcement.CertUnverifiable
+		}
+	}
+	return enforcement.CertInvalid
 }
 
 // certsRevoked is the device verifier's OnRevoked callback: a CRL refresh

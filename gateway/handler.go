@@ -1,18 +1,15 @@
 package gateway
 
 import (
-	"errors"
 	"net/http"
 	"path"
 	"strings"
 	"time"
 
-	"portcullis/certs"
 	"portcullis/enforcement"
 	"portcullis/gateway/assertion"
 	"portcullis/gateway/audit"
 	"portcullis/internal/deny"
-	"portcullis/posture"
 )
 
 // Identity headers an upstream receives. Every incoming X-Portcullis-*
@@ -33,9 +30,10 @@ const (
 // host: feeds, and later login callbacks.
 const reservedPrefix = "/.portcullis/"
 
-// ServeHTTP runs the pipeline of DESIGN.md §2 for one request: route,
-// authenticate the device, gather posture and risk, decide, then proxy or
-// deny, and write one decision record.
+// ServeHTTP runs the pipeline of DESIGN.md §2 for one request, as named
+// stages: route, gather (device, user, posture, risk, revocations),
+// decide, then respond (proxy, challenge or deny), and record one decision
+// record however the request ends.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := g.cur.Load() // one configuration for the whole request
 	start := time.Now()
@@ -59,111 +57,119 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	rec := audit.Record{Time: start, RequestID: reqID, Method: r.Method, Host: r.Host, Path: p, Protocol: r.Proto, RemoteIP: remoteIP(r.RemoteAddr)}
+
+	// Route.
 	res := s.router.match(r.Host, p)
 	if res == nil {
-		rec.Resource, rec.Verdict, rec.Reason = "", enforcement.Deny.String(), string(enforcement.ReasonRouteNotFound)
+		rec.Verdict, rec.Reason = enforcement.Deny.String(), string(enforcement.ReasonRouteNotFound)
 		rec.Status = http.StatusNotFound
 		g.deny(w, r, nil, &rec, http.StatusNotFound, enforcement.ReasonRouteNotFound)
 		return
 	}
 	rec.Resource = res.name
 
+	// Gather, then decide.
 	in := enforcement.Input{
 		Now:     start,
 		Request: enforcement.Request{Method: r.Method, Host: r.Host, Path: p, Protocol: r.Proto, RemoteIP: rec.RemoteIP},
 	}
-	id := s.identity(r.Context(), r.TLS)
-	var auth authenticator
-	if login := res.policy.Login(); login != "" && login != enforcement.LoginNone {
-		auth = s.logins[login]
+	auth := g.gather(s, w, r, res, &in)
+	if in.Device != nil {
+		rec.Device, rec.DeviceCA = in.Device.DeviceID, in.Device.CA
 	}
-	var dec enforcement.Decision
-	revoked, userRevoked := false, false
-	if id.err != nil && res.policy.DeviceCertificate() != enforcement.CertOff {
-		// A certificate was presented and is not acceptable: that is never
-		// the same as presenting none.
-		dec = enforcement.Decision{Verdict: enforcement.Deny, Reason: certReason(id.err), Rule: "policy.device.certificate"}
-	} else {
-		in.Device = id.device
-		in.Subject = id.subject // login: none: the user the certificate names
-		if ra, ok := auth.(responseAuthenticator); ok {
-			in.Subject = ra.AuthenticateResponse(w, r, res) // may refresh an idle session's cookie
-		} else if auth != nil {
-			in.Subject = auth.Authenticate(r, res)
-		}
-		if in.Device != nil {
-			key := posture.DeviceKey{CA: in.Device.CA, ID: in.Device.DeviceID}
-			in.Posture = g.store.Device(key)
-			rec.Device, rec.DeviceCA = in.Device.DeviceID, in.Device.CA
-			// A device revoked by a feed or by hand: certificates issued
-			// before the revocation are refused (a later one is a new
-			// enrolment).
-			if before := g.store.DeviceRevokedBefore(key); !before.IsZero() && !in.Device.NotBefore.After(before) {
-				revoked = true
-			}
-		}
-		if in.Subject != nil {
-			in.Risk = g.store.Risk(in.Subject.UserID)
-			rec.User = in.Subject.UserID
-			// Universal Logout, CAEP session-revoked and the admin API
-			// revoke a user's sessions issued before a time; for a
-			// certificate-only user the connection is the session.
-			if before := g.store.UserRevokedBefore(in.Subject.UserID); !before.IsZero() && !in.Subject.AuthTime.After(before) {
-				userRevoked = true
-			}
-		}
-		dec = enforcement.Decide(res.policy, &in)
-		if revoked && res.policy.DeviceCertificate() != enforcement.CertOff {
-			dec = enforcement.Decision{Verdict: enforcement.Deny, Reason: enforcement.ReasonCertificateRevoked, Rule: "revocation.device"}
-		} else if userRevoked && res.policy.NeedsUser() {
-			dec = enforcement.Decision{Verdict: enforcement.Login, Reason: enforcement.ReasonSessionRevoked, Rule: "revocation.user"}
-		}
+	if in.Subject != nil {
+		rec.User = in.Subject.UserID
 	}
+	dec := enforcement.Decide(res.policy, &in)
 	decided := time.Now()
 	rec.DecisionLatency = decided.Sub(start)
 	rec.Verdict, rec.Reason, rec.Rule = dec.Verdict.String(), string(dec.Reason), dec.Rule
 	g.metrics.decision(&res.counters, res.name, dec, rec.DecisionLatency)
 
-	if auth != nil && (dec.Verdict == enforcement.Login || dec.Verdict == enforcement.StepUp) && id.err == nil {
-		rec.Status = http.StatusUnauthorized
-		auth.Challenge(w, r, res, dec, reqID)
-		rec.Total = time.Since(start)
-		g.audit.Write(&rec)
-		return
-	}
+	// Respond.
 	if dec.Verdict != enforcement.Allow {
-		status := http.StatusForbidden
-		if dec.Verdict == enforcement.Login || dec.Verdict == enforcement.StepUp {
-			status = http.StatusUnauthorized
-		}
-		rec.Status = status
-		g.deny(w, r, res, &rec, status, dec.Reason)
+		g.refuse(w, r, res, auth, dec, &rec)
 		return
 	}
+	g.forward(w, r, s, res, &in, seq, &rec)
+}
 
-	g.setIdentityHeaders(s, r, res, &in, reqID)
-	r, live := g.live.track(r, res, &in, seq, reqID)
+// gather fills in with what is known of the request's device and user:
+// the connection's certificate (ignored when the resource turns
+// certificates off), the subject its login proves, and, through
+// [enforcement.Gather], posture, risk and revocations. It returns the
+// resource's authenticator, nil for `login: none`.
+func (g *Gateway) gather(s *snapshot, w http.ResponseWriter, r *http.Request, res *resource, in *enforcement.Input) authenticator {
+	if res.policy.DeviceCertificate() != enforcement.CertOff {
+		id := s.identity(r.Context(), r.TLS)
+		in.Cert, in.Device = id.cert, id.device
+		in.Subject = id.subject // login: none: the user the certificate names
+	}
+	var auth authenticator
+	if login := res.policy.Login(); login != "" && login != enforcement.LoginNone {
+		auth = s.logins[login]
+	}
+	if ra, ok := auth.(responseAuthenticator); ok {
+		in.Subject = ra.AuthenticateResponse(w, r, res) // may refresh an idle session's cookie
+	} else if auth != nil {
+		in.Subject = auth.Authenticate(r, res)
+	}
+	enforcement.Gather(g.store, in)
+	return auth
+}
+
+// refuse answers a request Decide did not allow: a login or step-up
+// challenge where the resource has a login and the certificate is not the
+// problem, else the deny page or problem document.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, res *resource, auth authenticator, dec enforcement.Decision, rec *audit.Record) {
+	if auth != nil && (dec.Verdict == enforcement.Login || dec.Verdict == enforcement.StepUp) {
+		rec.Status = http.StatusUnauthorized
+		auth.Challenge(w, r, res, dec, rec.RequestID)
+		rec.Total = time.Since(rec.Time)
+		g.audit.Write(rec)
+		return
+	}
+	status := http.StatusForbidden
+	if dec.Verdict == enforcement.Login || dec.Verdict == enforcement.StepUp {
+		status = http.StatusUnauthorized
+	}
+	rec.Status = status
+	g.deny(w, r, res, rec, status, dec.Reason)
+}
+
+// forward proxies an allowed request upstream with the identity the
+// gateway established, as a live request the re-evaluator can close, and
+// records it. The record is written and the registry left in a deferred
+// call: ReverseProxy ends a streamed response whose copy fails by
+// panicking with [http.ErrAbortHandler], and that request must leave the
+// registry and be recorded like any other.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s *snapshot, res *resource, in *enforcement.Input, seq uint64, rec *audit.Record) {
+	decided := rec.Time.Add(rec.DecisionLatency)
+	g.setIdentityHeaders(s, r, res, in, rec.RequestID)
+	r, live := g.live.track(r, res, in, seq, rec.RequestID)
 	sw := statusWriterPool.Get().(*statusWriter)
 	sw.reset(w)
+	defer func() {
+		live.done()
+		end := time.Now()
+		if d, closed := live.closedBy(); closed {
+			// A feed turned this request's device or user bad while it
+			// ran: the record says how it ended, not how it began.
+			rec.Verdict, rec.Reason, rec.Rule = d.Verdict.String(), string(d.Reason), "reevaluate:"+d.Rule
+		}
+		rec.Status, rec.BytesOut = sw.status, sw.bytes
+		sw.reset(nil)
+		statusWriterPool.Put(sw)
+		rec.UpstreamLatency = end.Sub(decided)
+		rec.Total = end.Sub(rec.Time)
+		g.metrics.upstream(res.name, rec.UpstreamLatency)
+		g.audit.Write(rec)
+	}()
 	if isConnectWebsocket(r) {
 		g.proxyConnectWebsocket(sw.writer(), r, res)
 	} else {
 		res.proxy.ServeHTTP(sw.writer(), r)
 	}
-	live.done()
-	end := time.Now()
-	if d, closed := live.closedBy(); closed {
-		// A feed turned this request's device or user bad while it ran:
-		// the record says how it ended, not how it began.
-		rec.Verdict, rec.Reason, rec.Rule = d.Verdict.String(), string(d.Reason), "reevaluate:"+d.Rule
-	}
-	rec.Status, rec.BytesOut = sw.status, sw.bytes
-	sw.reset(nil)
-	statusWriterPool.Put(sw)
-	rec.UpstreamLatency = end.Sub(decided)
-	rec.Total = end.Sub(start)
-	g.metrics.upstream(res.name, rec.UpstreamLatency)
-	g.audit.Write(&rec)
 }
 
 // deny answers a request that will not be proxied, and records it.
@@ -184,19 +190,6 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, res *resource, re
 	deny.Write(w, r, info)
 	rec.Total = time.Since(rec.Time)
 	g.audit.Write(rec)
-}
-
-func certReason(err error) enforcement.Reason {
-	var ve *certs.VerifyError
-	if errors.As(err, &ve) {
-		switch ve.Code {
-		case certs.CodeRevoked:
-			return enforcement.ReasonCertificateRevoked
-		case certs.CodeOCSPUnavailable, certs.CodeCRLStale:
-			return enforcement.ReasonCertificateUnverifiable
-		}
-	}
-	return enforcement.ReasonCertificateInvalid
 }
 
 // setIdentityHeaders removes every header a client could use to pose as

@@ -34,6 +34,8 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	threat := fs.String("threat", "none", "without --state: none, low, medium, high, critical or unknown")
 	age := fs.Duration("posture-age", 0, "without --state: how old the posture record is")
 	risk := fs.String("risk", "", "without --state: the user's risk: low, medium or high")
+	revoked := fs.String("revoked", "", "without --state: comma-separated revocations in force: device, user, session")
+	certStatus := fs.String("cert", "", "the certificate's status when it was not accepted: invalid, revoked or unverifiable")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -74,12 +76,34 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		in.Device = &certs.DeviceIdentity{CA: ca, DeviceID: *deviceID, User: strings.ToLower(*user)}
 	}
 	if *user != "" {
-		in.Subject = &enforcement.Subject{UserID: strings.ToLower(*user), Email: *user, IdP: "explain"}
+		in.Subject = &enforcement.Subject{UserID: strings.ToLower(*user), Email: *user, IdP: "explain", SessionID: "explain"}
 		if *groups != "" {
 			in.Subject.Groups = strings.Split(*groups, ",")
 		}
 	}
 
+	switch *certStatus {
+	case "":
+	case "invalid", "revoked", "unverifiable":
+		in.Cert, in.Device = map[string]enforcement.CertStatus{
+			"invalid": enforcement.CertInvalid, "revoked": enforcement.CertRevoked, "unverifiable": enforcement.CertUnverifiable,
+		}[*certStatus], nil
+	default:
+		fmt.Fprintln(stderr, "portcullis explain: --cert: want invalid, revoked or unverifiable")
+		return 2
+	}
+	if in.Device != nil {
+		in.Cert = enforcement.CertValid
+		if in.Device.User != "" && pol.Login() == enforcement.LoginNone {
+			// As the gateway does: a certificate-only user signed in when
+			// the certificate was issued (unknown here: before any
+			// revocation).
+			in.Subject.IdP = "device-certificate"
+		}
+	}
+
+	// Gather, then decide: the same two steps as the gateway's.
+	var st enforcement.State
 	if *stateDir != "" {
 		db, err := posture.Open(*stateDir, posture.Options{})
 		if err != nil {
@@ -87,20 +111,16 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer db.Close()
-		if in.Device != nil {
-			in.Posture = db.Device(posture.DeviceKey{CA: in.Device.CA, ID: in.Device.DeviceID})
-		}
-		if in.Subject != nil {
-			in.Risk = db.Risk(in.Subject.UserID)
-		}
+		st = db
 	} else {
+		fst := &flagState{}
 		if in.Device != nil && *compliant != "" {
 			p, err := hypotheticalPosture(*managed, *compliant, *threat, now.Add(-*age))
 			if err != nil {
 				fmt.Fprintf(stderr, "portcullis explain: %v\n", err)
 				return 2
 			}
-			in.Posture = &posture.Device{Key: posture.DeviceKey{CA: in.Device.CA, ID: in.Device.DeviceID}, Records: []posture.Posture{p}}
+			fst.device = &posture.Device{Key: posture.DeviceKey{CA: in.Device.CA, ID: in.Device.DeviceID}, Records: []posture.Posture{p}}
 		}
 		if in.Subject != nil && *risk != "" {
 			lvl, ok := posture.ParseRiskLevel(*risk)
@@ -108,9 +128,26 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "portcullis explain: --risk: unknown level %q\n", *risk)
 				return 2
 			}
-			in.Risk = &posture.UserRisk{User: in.Subject.UserID, Level: lvl, ObservedAt: now, Source: "explain"}
+			fst.risk = &posture.UserRisk{User: in.Subject.UserID, Level: lvl, ObservedAt: now, Source: "explain"}
 		}
+		if *revoked != "" {
+			for _, r := range strings.Split(*revoked, ",") {
+				switch strings.TrimSpace(r) {
+				case "device":
+					fst.deviceRevoked = now
+				case "user":
+					fst.userRevoked = now
+				case "session":
+					fst.sessionRevoked = true
+				default:
+					fmt.Fprintf(stderr, "portcullis explain: --revoked: unknown revocation %q (want device, user or session)\n", r)
+					return 2
+				}
+			}
+		}
+		st = fst
 	}
+	enforcement.Gather(st, &in)
 
 	d := enforcement.Decide(pol, &in)
 	fmt.Fprintf(stdout, "resource: %s\nverdict:  %s\nreason:   %s\n", rc.Name, d.Verdict, d.Reason)
@@ -147,3 +184,31 @@ func hypotheticalPosture(managed bool, compliant, threat string, observed time.T
 	}
 	return p, nil
 }
+
+// flagState is the [enforcement.State] that explain's flags describe, for
+// a decision without a state directory: at most one device and one user.
+type flagState struct {
+	device         *posture.Device
+	risk           *posture.UserRisk
+	deviceRevoked  time.Time
+	userRevoked    time.Time
+	sessionRevoked bool
+}
+
+func (f *flagState) Device(k posture.DeviceKey) *posture.Device {
+	if f.device != nil && f.device.Key == k {
+		return f.device
+	}
+	return nil
+}
+
+func (f *flagState) Risk(user string) *posture.UserRisk {
+	if f.risk != nil && f.risk.User == user {
+		return f.risk
+	}
+	return nil
+}
+
+func (f *flagState) SessionRevoked(string) bool                      { return f.sessionRevoked }
+func (f *flagState) UserRevokedBefore(string) time.Time              { return f.userRevoked }
+func (f *flagState) DeviceRevokedBefore(posture.DeviceKey) time.Time { return f.deviceRevoked }
