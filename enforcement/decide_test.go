@@ -244,8 +244,8 @@ func TestDecide(t *testing.T) {
 
 // gatewayReasons are produced by the gateway, never by Decide.
 var gatewayReasons = map[Reason]bool{
-	ReasonRouteNotFound:           true,
-	ReasonIdPUnavailable:          true,
+	ReasonRouteNotFound:  true,
+	ReasonIdPUnavailable: true,
 }
 
 // TestDecideReasons fails when a reason Decide can return has no case in

@@ -48,6 +48,10 @@ type Reevaluator struct {
 	// OnClose, if set, is told of each request closed (for logs and
 	// metrics).
 	OnClose func(*Tracked, Decision)
+	// OnSweep, if set, is told when a pass ends and how many requests it
+	// re-decided: a sweep counter lets a test wait for a pass instead of
+	// sleeping past one.
+	OnSweep func(decided int)
 	// Policies, if set, returns the current policy of a resource by
 	// name, or nil when the running configuration no longer has it (the
 	// request is then closed with route.not_found). It makes a reload
@@ -152,10 +156,12 @@ func (r *Reevaluator) Sweep(a *affected) int {
 	at := now()
 	var closing []*Tracked
 	var why []Decision
+	decided := 0
 	r.Registry.Range(func(t *Tracked) {
 		if !a.matches(t) {
 			return
 		}
+		decided++
 		if d := r.decide(t, at); d.Verdict != Allow {
 			closing = append(closing, t)
 			why = append(why, d)
@@ -167,6 +173,9 @@ func (r *Reevaluator) Sweep(a *affected) int {
 		if r.OnClose != nil {
 			r.OnClose(t, why[i])
 		}
+	}
+	if r.OnSweep != nil {
+		r.OnSweep(decided)
 	}
 	return len(closing)
 }

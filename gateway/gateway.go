@@ -299,7 +299,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 			g.metrics.reevalClosed.WithLabelValues(string(d.Reason)).Inc()
 			g.log.Warn("closing a live request after re-evaluation", "reason", string(d.Reason), "rule", d.Rule,
 				"method", t.Request.Method, "host", t.Request.Host, "path", t.Request.Path)
-		}}
+		},
+		OnSweep: func(int) { g.metrics.reevalSweeps.Inc() }}
 	eg.Go(func() error { defer unsubscribe(); return re.Run(egCtx) })
 	eg.Go(func() error {
 		<-egCtx.Done()

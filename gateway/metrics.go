@@ -18,6 +18,7 @@ type metrics struct {
 	upstreamH    *prometheus.HistogramVec
 	reloads      *prometheus.CounterVec
 	reevalClosed *prometheus.CounterVec
+	reevalSweeps prometheus.Counter
 	lastReload   prometheus.Gauge
 }
 
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 			Name: "portcullis_reevaluation_closed_total",
 			Help: "Live requests (websockets, streams) closed because a re-decision denied them, by reason.",
 		}, []string{"reason"}),
+		reevalSweeps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portcullis_reevaluation_sweeps_total",
+			Help: "Re-evaluation passes over the live requests (on a feed change, and on the staleness timer).",
+		}),
 		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "portcullis_config_last_reload_success_timestamp_seconds",
 			Help: "When the configuration was last loaded successfully.",
@@ -57,7 +62,7 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 	})
 	build.Set(1)
 	m.lastReload.SetToCurrentTime()
-	reg.MustRegister(m.decisions, m.decideTime, m.upstreamH, m.reloads, m.reevalClosed, m.lastReload, build,
+	reg.MustRegister(m.decisions, m.decideTime, m.upstreamH, m.reloads, m.reevalClosed, m.reevalSweeps, m.lastReload, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -202,6 +203,24 @@ func (g *gatewayProc) metric(name string) string {
 		}
 	}
 	return ""
+}
+
+// waitSweeps waits up to 10 s for n more re-evaluation passes than have
+// run so far.
+func (g *gatewayProc) waitSweeps(n int) {
+	g.t.Helper()
+	count := func() int {
+		v, _ := strconv.ParseFloat(g.metric("portcullis_reevaluation_sweeps_total"), 64)
+		return int(v)
+	}
+	want := count() + n
+	deadline := time.Now().Add(10 * time.Second)
+	for count() < want {
+		if time.Now().After(deadline) {
+			g.t.Fatalf("fewer than %d re-evaluation passes in 10 s", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // run runs an external command and returns its stdout, failing the test

@@ -180,7 +180,7 @@ func TestReloadReevaluatesLiveConnections(t *testing.T) {
 	e.writeConfig("")
 	g.signal(syscall.SIGHUP)
 	g.waitLog("configuration reloaded")
-	time.Sleep(1500 * time.Millisecond) // more than one re-evaluation sweep
+	g.waitSweeps(2) // a pass that may have begun before the reload, and one after it
 	for name, ok := range alice() {
 		if !ok {
 			t.Fatalf("%s closed by a reload that changed nothing", name)

@@ -566,10 +566,12 @@ func TestNoGoroutineLeak(t *testing.T) {
 	l.Close()
 	wg.Wait()
 	rcv.Close()
-	// Exited goroutines may take a moment to be reaped; yield rather
-	// than sleep.
-	for i := 0; i < 1000 && runtime.NumGoroutine() > before; i++ {
-		runtime.Gosched()
+	// A goroutine that has returned is still counted until the scheduler
+	// reaps it (it shows in runtime.goexit1), which on a loaded machine
+	// or under -race takes a while: wait, within a bound, for the count
+	// to settle rather than sampling it once.
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	if after := runtime.NumGoroutine(); after > before {
 		buf := make([]byte, 1<<16)
