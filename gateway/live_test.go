@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,12 +44,34 @@ func streamUpstream(t *testing.T) *httptest.Server {
 	return up
 }
 
+// testDeviceID is the device of testGateway's device certificate.
+const testDeviceID = "0b7c1f4e-5d1a-4c53-9f0e-2b8e0d6f8a11"
+
 // testGateway builds a Gateway (not its listeners) with one resource,
 // "app", in front of upstream, under policy, writing decision records
-// to the returned file.
+// to the returned file. Its device CA "corp" issued the certificate of
+// deviceTLS (device testDeviceID, user dev@example.test).
 func testGateway(t *testing.T, upstream, policy string) (*Gateway, string) {
+	g, records, _ := testGatewayWithDevice(t, upstream, policy)
+	return g, records
+}
+
+func testGatewayWithDevice(t *testing.T, upstream, policy string) (*Gateway, string, *tls.ConnectionState) {
 	t.Helper()
 	dir := t.TempDir()
+	ca, err := devca.InitFiles(dir, "device-ca", "Test Device CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, _, _, err := ca.IssueDevice(testDeviceID, "dev@example.test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(certPEM)
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := devca.InitFiles(dir, "server-ca", "Test Server CA")
 	if err != nil {
 		t.Fatal(err)
@@ -61,9 +85,15 @@ listen: [{address: "127.0.0.1:0"}]
 admin: {listen: "off"}
 tls: {certificates: [{cert: s.pem, key: s.key}]}
 audit: {output: %s}
+devices:
+  cas:
+    - name: corp
+      bundle: device-ca.pem
+      device_id: {from: uri_san, pattern: '^spiffe://portcullis\.dev/device/([0-9a-f-]{36})$'}
+      user: {from: email_san}
 resources:
   - name: app
-    hosts: ["*"]
+    hosts: [app.test, 127.0.0.1]
     upstream: %s
     policy: %s
 `, records, upstream, policy)
@@ -77,7 +107,7 @@ resources:
 	done := make(chan struct{})
 	go func() { g.audit.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; g.store.Close() })
-	return g, records
+	return g, records, &tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}}
 }
 
 // countLines counts the decision records written so far.
@@ -193,7 +223,7 @@ func TestLiveStreamsLeaveTheRegistry(t *testing.T) {
 				streams := make([]stream, 0, perWay)
 				timeout := time.Duration(0)
 				if way.name == "client deadline" {
-					timeout = 200 * time.Millisecond
+					timeout = time.Second
 				}
 				for range perWay {
 					br, body, cancel, err := open(c, way.path, timeout)
