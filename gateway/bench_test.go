@@ -3,21 +3,14 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
-	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"portcullis/certs/devca"
 	"portcullis/enforcement"
 	"portcullis/identity/session"
 	"portcullis/posture"
@@ -45,68 +38,18 @@ func benchGateway(b *testing.B, upstream string) (*Gateway, *tls.ConnectionState
 }
 
 // benchGatewayWith is benchGateway with extra top-level configuration and
-// a policy login; it also returns the state directory.
+// a policy login; it also returns the fixture's directory.
 func benchGatewayWith(b *testing.B, upstream, extra, login string) (*Gateway, *tls.ConnectionState, string) {
-	dir := b.TempDir()
-	ca, err := devca.InitFiles(dir, "device-ca", "Bench Device CA")
-	if err != nil {
-		b.Fatal(err)
-	}
-	const id = "0b7c1f4e-5d1a-4c53-9f0e-2b8e0d6f8a11"
-	certPEM, _, _, err := ca.IssueDevice(id, "bench@example.test", time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	blk, _ := pem.Decode(certPEM)
-	leaf, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := devca.InitFiles(dir, "server-ca", "Bench Server CA")
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc, sk, _, _ := srv.IssueServer([]string{"localhost"}, time.Hour)
-	os.WriteFile(filepath.Join(dir, "s.pem"), sc, 0o600)
-	os.WriteFile(filepath.Join(dir, "s.key"), sk, 0o600)
-	os.WriteFile(filepath.Join(dir, "client.secret"), []byte("secret"), 0o600)
-	cfg := fmt.Sprintf(`
-listen: [{address: "127.0.0.1:0"}]
-admin: {listen: "off"}
-tls: {certificates: [{cert: s.pem, key: s.key}]}
-audit: {output: %s}
-devices:
-  cas:
-    - name: corp
-      bundle: device-ca.pem
-      device_id: {from: uri_san, pattern: '^spiffe://portcullis\.dev/device/([0-9a-f-]{36})$'}
-      user: {from: email_san}
-resources:
-  - name: app
-    hosts: [localhost]
-    upstream: %s
-    policy:
-      %s
-      device: {certificate: required, managed: true, compliant: true, max_threat: low}
-%s`, filepath.Join(dir, "decisions.log"), upstream, login, extra)
-	path := filepath.Join(dir, "p.yaml")
-	os.WriteFile(path, []byte(cfg), 0o600)
-	g, err := New(path, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go g.audit.Run(ctx)
-	b.Cleanup(func() { cancel(); g.store.Close() })
-	_, err = g.store.ApplyPosture(context.Background(), []posture.PostureEvent{{
-		Key: posture.DeviceKey{CA: "corp", ID: id},
+	fx := newFixture(b, upstream, "[localhost]", "\n      "+login+"\n      device: {certificate: required, managed: true, compliant: true, max_threat: low}", extra)
+	_, err := fx.g.store.ApplyPosture(context.Background(), []posture.PostureEvent{{
+		Key: posture.DeviceKey{CA: "corp", ID: testDeviceID},
 		Posture: posture.Posture{Source: "uem", EventID: "e1", Managed: true, Compliance: posture.Compliant,
 			Threat: posture.ThreatNone, State: posture.StateActive, ObservedAt: time.Now()},
 	}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return g, &tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}}, dir
+	return fx.g, fx.device, fx.dir
 }
 
 func benchUpstream(b *testing.B) *httptest.Server {

@@ -26,7 +26,8 @@ func echoUpstream(t *testing.T) *httptest.Server {
 // identity headers an upstream receives.
 func TestHandlerStages(t *testing.T) {
 	up := echoUpstream(t)
-	g, _, cs := testGatewayWithDevice(t, up.URL, "{login: none, device: {certificate: required, managed: true, compliant: true}}")
+	fx := newFixture(t, up.URL, "[app.test, 127.0.0.1]", "{login: none, device: {certificate: required, managed: true, compliant: true}}", "")
+	g, cs := fx.g, fx.device
 	key := posture.DeviceKey{CA: "corp", ID: testDeviceID}
 	ctx := context.Background()
 	if _, err := g.store.ApplyPosture(ctx, []posture.PostureEvent{{Key: key, Posture: posture.Posture{
@@ -60,7 +61,7 @@ func TestHandlerStages(t *testing.T) {
 	}
 
 	if code, _, got := request("app.test", true, http.Header{"X-Portcullis-User": {"admin@corp"}, "X-Portcullis-Device-Id": {"forged"}}); code != 200 ||
-		got.Get("X-Portcullis-User") != "dev@example.test" || got.Get("X-Portcullis-Device-Id") != testDeviceID || got.Get("X-Portcullis-Assertion") == "" {
+		got.Get("X-Portcullis-User") != "bench@example.test" || got.Get("X-Portcullis-Device-Id") != testDeviceID || got.Get("X-Portcullis-Assertion") == "" {
 		t.Errorf("allowed request: %d, upstream saw user %q device %q", code, got.Get("X-Portcullis-User"), got.Get("X-Portcullis-Device-Id"))
 	}
 	if code, reason, _ := request("app.test", false, nil); code != 401 || reason != "device.certificate_missing" {
@@ -68,7 +69,7 @@ func TestHandlerStages(t *testing.T) {
 	}
 
 	// A revoked user: the certificate's user signed in when it was issued.
-	if _, err := g.store.Revoke(ctx, posture.Revocation{Kind: posture.RevokeUser, User: "dev@example.test"}); err != nil {
+	if _, err := g.store.Revoke(ctx, posture.Revocation{Kind: posture.RevokeUser, User: "bench@example.test"}); err != nil {
 		t.Fatal(err)
 	}
 	if code, reason, _ := request("app.test", true, nil); code != 401 || reason != "session.revoked" {

@@ -5,22 +5,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
-	"portcullis/certs/devca"
 	"portcullis/enforcement"
 )
 
@@ -42,72 +37,6 @@ func streamUpstream(t *testing.T) *httptest.Server {
 	}))
 	t.Cleanup(up.Close)
 	return up
-}
-
-// testDeviceID is the device of testGateway's device certificate.
-const testDeviceID = "0b7c1f4e-5d1a-4c53-9f0e-2b8e0d6f8a11"
-
-// testGateway builds a Gateway (not its listeners) with one resource,
-// "app", in front of upstream, under policy, writing decision records
-// to the returned file. Its device CA "corp" issued the certificate of
-// deviceTLS (device testDeviceID, user dev@example.test).
-func testGateway(t *testing.T, upstream, policy string) (*Gateway, string) {
-	g, records, _ := testGatewayWithDevice(t, upstream, policy)
-	return g, records
-}
-
-func testGatewayWithDevice(t *testing.T, upstream, policy string) (*Gateway, string, *tls.ConnectionState) {
-	t.Helper()
-	dir := t.TempDir()
-	ca, err := devca.InitFiles(dir, "device-ca", "Test Device CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, _, _, err := ca.IssueDevice(testDeviceID, "dev@example.test", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(certPEM)
-	leaf, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := devca.InitFiles(dir, "server-ca", "Test Server CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, sk, _, _ := srv.IssueServer([]string{"localhost"}, time.Hour)
-	os.WriteFile(filepath.Join(dir, "s.pem"), sc, 0o600)
-	os.WriteFile(filepath.Join(dir, "s.key"), sk, 0o600)
-	records := filepath.Join(dir, "decisions.log")
-	cfg := fmt.Sprintf(`
-listen: [{address: "127.0.0.1:0"}]
-admin: {listen: "off"}
-tls: {certificates: [{cert: s.pem, key: s.key}]}
-audit: {output: %s}
-devices:
-  cas:
-    - name: corp
-      bundle: device-ca.pem
-      device_id: {from: uri_san, pattern: '^spiffe://portcullis\.dev/device/([0-9a-f-]{36})$'}
-      user: {from: email_san}
-resources:
-  - name: app
-    hosts: [app.test, 127.0.0.1]
-    upstream: %s
-    policy: %s
-`, records, upstream, policy)
-	path := filepath.Join(dir, "p.yaml")
-	os.WriteFile(path, []byte(cfg), 0o600)
-	g, err := New(path, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { g.audit.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; g.store.Close() })
-	return g, records, &tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}}
 }
 
 // countLines counts the decision records written so far.
@@ -140,7 +69,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // record, and no goroutine may stay behind.
 func TestLiveStreamsLeaveTheRegistry(t *testing.T) {
 	up := streamUpstream(t)
-	g, records := testGateway(t, up.URL, "{login: none, device: {certificate: off}}")
+	fx := newFixture(t, up.URL, "[app.test, 127.0.0.1]", "{login: none, device: {certificate: off}}", "")
+	g, records := fx.g, fx.records
 	front := httptest.NewUnstartedServer(g)
 	front.EnableHTTP2 = true
 	front.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context { return withConnInfo(ctx) }
