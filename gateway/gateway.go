@@ -24,6 +24,7 @@ import (
 	"portcullis/enforcement"
 	"portcullis/gateway/assertion"
 	"portcullis/gateway/audit"
+	"portcullis/identity"
 	"portcullis/internal/conf"
 	"portcullis/posture"
 	"portcullis/posture/feeds"
@@ -58,8 +59,7 @@ type Gateway struct {
 	certGen     atomic.Uint64 // bumped when a CRL refresh revokes certificates
 	onReady     func(*Gateway)
 
-	samlMu sync.Mutex // guards saml
-	saml   *samlState // created by the first configuration with SAML
+	ident *identity.State // logins in flight, SAML replay cache: outlive reloads
 
 	echoOnce sync.Once
 	echoLn   net.Listener
@@ -88,6 +88,7 @@ func New(path string, opts Options) (*Gateway, error) {
 		g.reg = prometheus.NewRegistry()
 	}
 	g.metrics = newMetrics(g.reg, opts.Version)
+	g.ident = identity.NewState(g.reg)
 	g.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "portcullis_live_requests",
 		Help: "Requests being proxied now (websockets and streams included), watched by the re-evaluator.",
@@ -328,11 +329,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if cur := g.cur.Load(); cur != nil {
 		cur.stop()
 	}
-	g.samlMu.Lock()
-	if g.saml != nil {
-		g.saml.replay.Close()
-	}
-	g.samlMu.Unlock()
+	g.ident.Close()
 	g.bgWG.Wait()
 	if g.echoLn != nil {
 		g.echoLn.Close()

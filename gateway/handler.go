@@ -9,6 +9,7 @@ import (
 	"portcullis/enforcement"
 	"portcullis/gateway/assertion"
 	"portcullis/gateway/audit"
+	"portcullis/identity"
 	"portcullis/internal/deny"
 )
 
@@ -99,20 +100,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // certificates off), the subject its login proves, and, through
 // [enforcement.Gather], posture, risk and revocations. It returns the
 // resource's authenticator, nil for `login: none`.
-func (g *Gateway) gather(s *snapshot, w http.ResponseWriter, r *http.Request, res *resource, in *enforcement.Input) authenticator {
+func (g *Gateway) gather(s *snapshot, w http.ResponseWriter, r *http.Request, res *resource, in *enforcement.Input) identity.Authenticator {
 	if res.policy.DeviceCertificate() != enforcement.CertOff {
 		id := s.identity(r.Context(), r.TLS)
 		in.Cert, in.Device = id.cert, id.device
 		in.Subject = id.subject // login: none: the user the certificate names
 	}
-	var auth authenticator
+	var auth identity.Authenticator
 	if login := res.policy.Login(); login != "" && login != enforcement.LoginNone {
-		auth = s.logins[login]
+		auth = s.logins.Authenticator(login)
 	}
-	if ra, ok := auth.(responseAuthenticator); ok {
-		in.Subject = ra.AuthenticateResponse(w, r, res) // may refresh an idle session's cookie
-	} else if auth != nil {
-		in.Subject = auth.Authenticate(r, res)
+	if auth != nil {
+		in.Subject = auth.Authenticate(w, r) // may refresh an idle session's cookie
 	}
 	enforcement.Gather(g.store, in)
 	return auth
@@ -121,10 +120,10 @@ func (g *Gateway) gather(s *snapshot, w http.ResponseWriter, r *http.Request, re
 // refuse answers a request Decide did not allow: a login or step-up
 // challenge where the resource has a login and the certificate is not the
 // problem, else the deny page or problem document.
-func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, res *resource, auth authenticator, dec enforcement.Decision, rec *audit.Record) {
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, res *resource, auth identity.Authenticator, dec enforcement.Decision, rec *audit.Record) {
 	if auth != nil && (dec.Verdict == enforcement.Login || dec.Verdict == enforcement.StepUp) {
 		rec.Status = http.StatusUnauthorized
-		auth.Challenge(w, r, res, dec, rec.RequestID)
+		auth.Challenge(w, r, dec, res.challenge(rec.RequestID))
 		rec.Total = time.Since(rec.Time)
 		g.audit.Write(rec)
 		return

@@ -31,7 +31,6 @@ import (
 	"portcullis/certs/devca"
 	"portcullis/enforcement"
 	"portcullis/identity/saml"
-	"portcullis/identity/session"
 )
 
 // samlIdP runs crewjam's samlidp with a fresh key and the given users
@@ -113,7 +112,7 @@ func readAll(t *testing.T, resp *http.Response) string {
 }
 
 // TestBuildSAMLLogins wires the SAML SP into a real gateway snapshot
-// with buildSAMLLogins and logs in through ServeHTTP: the challenge, the
+// with buildLogins and logs in through ServeHTTP: the challenge, the
 // SP endpoints as system paths, the session, identity headers upstream,
 // group policy, and no gateway cookie reaching the upstream.
 func TestBuildSAMLLogins(t *testing.T) {
@@ -168,12 +167,12 @@ resources:
 	}
 	s.resources[0].policy = pol
 	s.cfg.Resources[0].Policy.Login = "saml:corp"
-	err = g.buildSAMLLogins([]saml.Config{{Name: "corp", IdPMetadataURL: idp + "/metadata", RootURL: root,
-		Attributes: saml.Attributes{User: "uid", Groups: "eduPersonAffiliation"}}}, session.Config{}, s)
-	if err != nil {
+	s.cfg.Identity.SAML = []saml.Config{{Name: "corp", IdPMetadataURL: idp + "/metadata", RootURL: root,
+		Attributes: saml.Attributes{User: "uid", Groups: "eduPersonAffiliation"}}}
+	if err := g.buildLogins(s.cfg, s); err != nil {
 		t.Fatal(err)
 	}
-	if s.logins["saml:corp"] == nil || s.system["/.portcullis/saml/corp/acs"] == nil {
+	if s.logins.Authenticator("saml:corp") == nil || s.system["/.portcullis/saml/corp/acs"] == nil {
 		t.Fatal("SAML login not mounted")
 	}
 	ts.StartTLS()
@@ -206,7 +205,7 @@ resources:
 		t.Errorf("bob: %d %s", code, body)
 	}
 	// A second build (a reload) reuses the replay cache and metrics.
-	if err := g.buildSAMLLogins([]saml.Config{{Name: "corp", IdPMetadataURL: idp + "/metadata", RootURL: root}}, session.Config{}, s); err != nil {
+	if err := g.buildLogins(s.cfg, s); err != nil {
 		t.Errorf("rebuild: %v", err)
 	}
 }
@@ -228,16 +227,4 @@ func mustGet(t *testing.T, c *http.Client, u string) *http.Response {
 		t.Fatal(err)
 	}
 	return resp
-}
-
-func TestHostMatches(t *testing.T) {
-	pats := []string{"app.example.com", "*.corp.example", "*"}
-	for host, want := range map[string]bool{
-		"app.example.com": true, "APP.example.com:443": true, "x.corp.example": true,
-		"corp.example": false, "a.b.corp.example": false, "evil.example": false,
-	} {
-		if got := hostMatches(pats, host); got != want {
-			t.Errorf("hostMatches(%q) = %v, want %v", host, got, want)
-		}
-	}
 }

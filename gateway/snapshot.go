@@ -14,6 +14,7 @@ import (
 
 	"portcullis/certs"
 	"portcullis/enforcement"
+	"portcullis/identity"
 	"portcullis/internal/conf"
 	"portcullis/internal/deny"
 	"portcullis/posture/feeds"
@@ -30,8 +31,8 @@ type snapshot struct {
 	devices   *certs.Devices
 	server    *certs.ServerCerts
 	listeners []*listenerTLS
-	system    map[string]http.Handler  // exact paths under /.portcullis/ and /.well-known/portcullis/
-	logins    map[string]authenticator // by policy.login name
+	system    map[string]http.Handler // exact paths under /.portcullis/ and /.well-known/portcullis/
+	logins    *identity.Set           // by policy.login name
 	feeds     []feeds.Receiver
 	strip     []string // canonical header names to remove
 
@@ -87,7 +88,7 @@ func (l *listenerTLS) forHost(sni string) *tls.Config {
 // configuration names; errors are keyed like validation errors so that
 // `portcullis check` can place them in the file.
 func (g *Gateway) build(cfg *Config) (*snapshot, error) {
-	s := &snapshot{cfg: cfg, gw: g, system: map[string]http.Handler{}, logins: map[string]authenticator{}}
+	s := &snapshot{cfg: cfg, gw: g, system: map[string]http.Handler{}}
 	var errs []error
 
 	var dev *devFiles

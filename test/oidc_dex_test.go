@@ -347,8 +347,8 @@ func TestOIDCDexLoginState(t *testing.T) {
 		c := e.jarClient(t)
 		cb := httpLogin(t, e, c, start(c))
 		code, loc, _ := get(t, c, cb)
-		if code != http.StatusSeeOther || loc != "/hello" {
-			t.Fatalf("callback = %d %q, want 303 to /hello", code, loc)
+		if code != http.StatusSeeOther || loc != e.url("/hello") {
+			t.Fatalf("callback = %d %q, want 303 to %s", code, loc, e.url("/hello"))
 		}
 		if code, _, body := get(t, c, e.url("/hello")); code != 200 || !strings.Contains(body, "alice@example.test") {
 			t.Fatalf("after login GET /hello = %d %s", code, body)

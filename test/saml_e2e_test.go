@@ -26,6 +26,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"portcullis/enforcement"
+	"portcullis/identity"
 	"portcullis/identity/saml"
 	"portcullis/identity/session"
 	"portcullis/internal/deny"
@@ -122,7 +123,7 @@ func newSAMLEnv(t *testing.T, mdURL string, attrs saml.Attributes, addr string) 
 			fmt.Fprintf(w, `<html><body><p id="hello">hello %s groups=%s idp=%s</p></body></html>`,
 				in.Subject.UserID, strings.Join(in.Subject.Groups, ","), in.Subject.IdP)
 		case enforcement.Login, enforcement.StepUp:
-			e.sp.Challenge(w, r, d, nil, "req-1", "app")
+			e.sp.Challenge(w, r, d, identity.Challenge{RequestID: "req-1", Resource: "app"})
 		default:
 			deny.Write(w, r, deny.Info{Status: http.StatusForbidden, Reason: string(d.Reason), Resource: "app"})
 		}

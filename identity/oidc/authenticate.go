@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"portcullis/enforcement"
+	"portcullis/identity/internal/flow"
 	"portcullis/identity/session"
 	"portcullis/internal/deny"
 )
@@ -15,14 +16,6 @@ import (
 // cookiePrefix is the start of every cookie this package sets; none of
 // them ever reaches an upstream.
 const cookiePrefix = "__Host-pc_"
-
-// Requirements are a resource's sign-in requirements, which a step-up
-// asks the provider for.
-type Requirements struct {
-	ACR        []string
-	MFA        bool
-	MaxAuthAge time.Duration
-}
 
 // Authenticate returns the subject r proves to this provider: a bearer
 // token (when bearer tokens are configured) or a session cookie. It
@@ -56,10 +49,12 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) *enforce
 
 // Challenge answers a request that must log in (d.Verdict Login) or log
 // in again more strongly (StepUp). A browser is redirected to the login;
-// an API client gets a 401 problem document with WWW-Authenticate. info
-// carries the request id and resource for the page.
-func (p *Provider) Challenge(w http.ResponseWriter, r *http.Request, d enforcement.Decision, req Requirements, info deny.Info) {
-	st := p.stepUp(d, req)
+// an API client gets a 401 problem document with WWW-Authenticate. c
+// carries the resource's requirements, and the request id and resource
+// for the page.
+func (p *Provider) Challenge(w http.ResponseWriter, r *http.Request, d enforcement.Decision, c flow.Challenge) {
+	st := p.stepUp(d, c)
+	info := deny.Info{RequestID: c.RequestID, Resource: c.Resource}
 	ret := "https://" + r.Host + r.URL.RequestURI()
 	login := p.startURL(ret, st)
 	info.Status = http.StatusUnauthorized
@@ -98,7 +93,7 @@ type stepParams struct {
 	prompt string
 }
 
-func (p *Provider) stepUp(d enforcement.Decision, req Requirements) stepParams {
+func (p *Provider) stepUp(d enforcement.Decision, req flow.Challenge) stepParams {
 	st := stepParams{maxAge: -1}
 	if d.Verdict != enforcement.StepUp {
 		return st

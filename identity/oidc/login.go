@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"portcullis/enforcement"
+	"portcullis/identity/internal/flow"
 	"portcullis/identity/session"
 	"portcullis/internal/deny"
 )
@@ -72,8 +73,9 @@ func (m *Manager) serveStart(w http.ResponseWriter, r *http.Request) {
 		m.page(w, r, http.StatusBadRequest, enforcement.ReasonLoginRequired, "Unknown sign-in provider.", "")
 		return
 	}
-	ret, ok := p.checkReturn(q.Get("rd"), r.Host)
-	if !ok {
+	ret, err := p.returns.Check(q.Get("rd"), requestBase(r))
+	if err != nil {
+		m.log.Info("oidc start refused", "provider", p.cfg.Name, "error", err)
 		m.page(w, r, http.StatusBadRequest, enforcement.ReasonLoginRequired, "The address to return to after sign-in is not allowed.", "")
 		return
 	}
@@ -217,7 +219,13 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) {
 		m.page(w, r, http.StatusUnauthorized, enforcement.ReasonLoginRequired, "The sign-in could not be verified. Start again.", retry)
 		return
 	}
-	ret, _ := url.Parse(st.Return)
+	// The return URL was checked at the start; check it again, against
+	// the configuration of now, and redirect only to what this yields.
+	ret, err := p.returns.Check(st.Return, requestBase(r))
+	if err != nil {
+		m.page(w, r, http.StatusBadRequest, enforcement.ReasonLoginRequired, "The address to return to after sign-in is not allowed.", "")
+		return
+	}
 	m.log.Info("oidc login", "provider", p.cfg.Name, "user", s.Subject.UserID, "session_id", s.Subject.SessionID)
 	m.complete(w, r, p, s, ret)
 }
@@ -328,48 +336,20 @@ func (p *Provider) finish(parent context.Context, d *discovered, st *loginState,
 // complete sets the session cookie on this host and sends the browser to
 // ret: directly when ret is on this host, else through a one-time code
 // that only ret's host can redeem.
-func (m *Manager) complete(w http.ResponseWriter, r *http.Request, p *Provider, s *session.Session, ret *url.URL) {
+func (m *Manager) complete(w http.ResponseWriter, r *http.Request, p *Provider, s *session.Session, ret *flow.Target) {
 	value, err := p.codec.Seal(s)
 	if err != nil {
 		m.log.Warn("sealing session", "provider", p.cfg.Name, "error", err)
 		m.page(w, r, http.StatusForbidden, enforcement.ReasonUserUnknown, "Your account has too many groups for a session.", "")
 		return
 	}
-	http.SetCookie(w, p.codec.Cookie(value, s))
-	w.Header().Set("Cache-Control", "no-store")
-	if strings.EqualFold(ret.Host, r.Host) {
-		http.Redirect(w, r, ret.RequestURI(), http.StatusSeeOther)
-		return
-	}
-	code := randomString(32)
-	now := m.now()
-	if !m.handoffs.put(code, &handoff{provider: p.cfg.Name, host: strings.ToLower(ret.Host), value: value, ret: ret.RequestURI(), expires: now.Add(handoffTTL)}, now) {
+	if err := m.handoffs.Finish(w, r, p.codec, s, value, ret); err != nil {
 		m.page(w, r, http.StatusServiceUnavailable, enforcement.ReasonIdPUnavailable, "Too many sign-ins in progress; try again.", "")
-		return
 	}
-	http.Redirect(w, r, "https://"+ret.Host+HandoffPath+"?code="+code, http.StatusSeeOther)
 }
 
-// serveHandoff redeems a one-time code on the host it was issued for and
-// sets that host's session cookie.
-func (m *Manager) serveHandoff(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	code := r.URL.Query().Get("code")
-	if len(code) != stateLen {
-		m.page(w, r, http.StatusBadRequest, enforcement.ReasonLoginRequired, "This sign-in link is not valid. Start again.", "")
-		return
-	}
-	h := m.handoffs.take(code, m.now())
-	if h == nil || h.host != strings.ToLower(r.Host) {
-		m.page(w, r, http.StatusBadRequest, enforcement.ReasonLoginRequired, "This sign-in link is not valid. Start again.", "")
-		return
-	}
-	p := m.providers[h.provider]
-	s, err := p.codec.Open(h.value, m.now())
-	if err != nil {
-		m.page(w, r, http.StatusUnauthorized, enforcement.ReasonLoginRequired, "", "")
-		return
-	}
-	http.SetCookie(w, p.codec.Cookie(h.value, s))
-	http.Redirect(w, r, h.ret, http.StatusSeeOther)
+// requestBase is the origin a path in a return URL is resolved against:
+// the one the request reached.
+func requestBase(r *http.Request) *url.URL {
+	return &url.URL{Scheme: "https", Host: r.Host}
 }

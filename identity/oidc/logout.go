@@ -13,6 +13,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"portcullis/identity/internal/flow"
 	"portcullis/identity/session"
 	"portcullis/posture"
 )
@@ -50,11 +51,11 @@ func (m *Manager) serveLogout(w http.ResponseWriter, r *http.Request) {
 			ended = p
 		}
 	}
-	var rd *url.URL
+	var rd *flow.Target
 	if raw := r.URL.Query().Get("rd"); raw != "" {
 		for _, p := range m.order {
-			if u, ok := p.checkReturn(raw, r.Host); ok {
-				rd = u
+			if t, err := p.returns.Check(raw, requestBase(r)); err == nil {
+				rd = t
 				break
 			}
 		}

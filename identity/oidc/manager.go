@@ -6,13 +6,13 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
+	"portcullis/identity/internal/flow"
 	"portcullis/identity/session"
 	"portcullis/internal/conf"
 	"portcullis/posture"
@@ -23,7 +23,6 @@ import (
 const (
 	Prefix          = "/.portcullis/"
 	StartPath       = "/.portcullis/oidc/start"
-	HandoffPath     = "/.portcullis/session"
 	LogoutPath      = "/.portcullis/logout"
 	BackchannelPath = "/.portcullis/oidc/backchannel"
 )
@@ -49,6 +48,13 @@ type Options struct {
 	// in with it ("app.example.com", "*.example.com"). A login may only
 	// return to one of them (or to the callback's host).
 	Hosts map[string][]string
+	// Ports reports whether the gateway serves a port; a return URL may
+	// name only those (and the callback's). Nil: none but the default.
+	Ports func(port int) bool
+	// Handoffs carries logins to the host they started on; it is served
+	// at [flow.HandoffPath] by whoever mounts the endpoints. Nil: a new
+	// table.
+	Handoffs *flow.Handoffs
 	// Transport, if set, carries requests to the providers (tests).
 	Transport http.RoundTripper
 	// Now is the clock (default time.Now).
@@ -64,7 +70,7 @@ type Manager struct {
 	providers map[string]*Provider
 	order     []*Provider
 	byIssuer  map[string]*Provider
-	handoffs  handoffs
+	handoffs  *flow.Handoffs
 	sids      sidIndex
 	jtis      jtiCache
 }
@@ -87,6 +93,10 @@ func New(cfgs []ProviderConfig, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	m.box = box
+	m.handoffs = opts.Handoffs
+	if m.handoffs == nil {
+		m.handoffs = flow.NewHandoffs(m.now)
+	}
 	if err := ValidateAll(cfgs); err != nil {
 		return nil, err
 	}
@@ -105,8 +115,7 @@ func New(cfgs []ProviderConfig, opts Options) (*Manager, error) {
 		p := &Provider{cfg: c, m: m, secret: strings.TrimSpace(string(secret.Bytes())), codec: codec, redirect: redirect, bearer: &bearerCache{}}
 		p.client = &http.Client{Timeout: c.Timeout.Std(), Transport: opts.Transport,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-		hosts := append([]string{redirect.Host}, opts.Hosts[c.Name]...)
-		p.hosts = hosts
+		p.returns = flow.NewReturns(append([]string{redirect.Host}, opts.Hosts[c.Name]...), opts.Ports, false)
 		m.providers[c.Name] = p
 		m.order = append(m.order, p)
 		m.byIssuer[c.Issuer] = p
@@ -117,11 +126,11 @@ func New(cfgs []ProviderConfig, opts Options) (*Manager, error) {
 // Provider returns the named provider, or nil.
 func (m *Manager) Provider(name string) *Provider { return m.providers[name] }
 
-// Handlers returns the endpoints to mount, by exact path.
+// Handlers returns the endpoints to mount, by exact path. The handoff
+// endpoint is not among them: it is shared with SAML ([flow.HandoffPath]).
 func (m *Manager) Handlers() map[string]http.Handler {
 	h := map[string]http.Handler{
 		StartPath:       http.HandlerFunc(m.serveStart),
-		HandoffPath:     http.HandlerFunc(m.serveHandoff),
 		LogoutPath:      http.NewCrossOriginProtection().Handler(http.HandlerFunc(m.serveLogout)),
 		BackchannelPath: http.HandlerFunc(m.serveBackchannel),
 	}
@@ -138,115 +147,6 @@ func randomString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// hostAllowed reports whether host (with or without a port) is one the
-// provider may send a login back to.
-func (p *Provider) hostAllowed(host string) bool {
-	name := strings.ToLower(host)
-	if h, _, err := net.SplitHostPort(name); err == nil {
-		name = h
-	}
-	name = strings.Trim(name, "[]")
-	for _, pat := range p.hosts {
-		pat = strings.ToLower(pat)
-		if h, _, err := net.SplitHostPort(pat); err == nil {
-			pat = h
-		}
-		switch {
-		case pat == "*" || pat == "":
-			// A catch-all resource does not make every host a safe
-			// redirect target.
-		case strings.HasPrefix(pat, "*."):
-			if i := strings.IndexByte(name, '.'); i > 0 && name[i+1:] == pat[2:] {
-				return true
-			}
-		case pat == name:
-			return true
-		}
-	}
-	return false
-}
-
-// checkReturn validates a return URL: an absolute https URL on an allowed
-// host, without user info, or a path on host. Anything else is refused,
-// so a login can never be turned into an open redirect.
-func (p *Provider) checkReturn(raw, host string) (*url.URL, bool) {
-	if raw == "" || len(raw) > 4096 {
-		return nil, false
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] < 0x20 || raw[i] == 0x7f || raw[i] == '\\' {
-			return nil, false
-		}
-	}
-	if raw[0] == '/' {
-		if len(raw) > 1 && raw[1] == '/' {
-			return nil, false
-		}
-		raw = "https://" + host + raw
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "https" || u.User != nil || u.Host == "" || u.Opaque != "" {
-		return nil, false
-	}
-	if !p.hostAllowed(u.Host) {
-		return nil, false
-	}
-	u.Fragment = ""
-	return u, true
-}
-
-// handoffs are the one-time codes that carry a login from the callback's
-// host to the host the user started on.
-type handoffs struct {
-	mu sync.Mutex
-	m  map[string]*handoff
-}
-
-type handoff struct {
-	provider string
-	host     string // lower-cased, with port if any
-	value    string // sealed session
-	ret      string
-	expires  time.Time
-}
-
-const (
-	handoffTTL = time.Minute
-	maxPending = 10000
-)
-
-func (h *handoffs) put(code string, v *handoff, now time.Time) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.m == nil {
-		h.m = map[string]*handoff{}
-	}
-	if len(h.m) >= maxPending {
-		for k, e := range h.m {
-			if now.After(e.expires) {
-				delete(h.m, k)
-			}
-		}
-		if len(h.m) >= maxPending {
-			return false
-		}
-	}
-	h.m[code] = v
-	return true
-}
-
-// take removes and returns the handoff for code, if it has not expired.
-func (h *handoffs) take(code string, now time.Time) *handoff {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	v := h.m[code]
-	delete(h.m, code)
-	if v == nil || now.After(v.expires) {
-		return nil
-	}
-	return v
-}
-
 // sidIndex remembers which sessions each provider session (sid) opened,
 // so that a back-channel logout by sid also closes their live requests.
 type sidIndex struct {
@@ -260,7 +160,11 @@ type sidEntry struct {
 	expires time.Time
 }
 
-const maxIndexed = 100000
+const (
+	maxIndexed = 100000
+	// maxPending bounds the logout token ids remembered.
+	maxPending = 10000
+)
 
 func (x *sidIndex) add(key string, e sidEntry, now time.Time) {
 	if key == "" {

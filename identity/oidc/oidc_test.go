@@ -20,8 +20,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"portcullis/enforcement"
+	"portcullis/identity/internal/flow"
 	"portcullis/identity/session"
-	"portcullis/internal/deny"
 	"portcullis/posture"
 )
 
@@ -32,6 +32,7 @@ type fakeOP struct {
 	key     *rsa.PrivateKey
 	mu      sync.Mutex
 	jwksHit int
+	nonce   string // the nonce the token endpoint's ID token carries
 }
 
 func newFakeOP(t *testing.T) *fakeOP {
@@ -50,6 +51,16 @@ func newFakeOP(t *testing.T) *fakeOP {
 		op.jwksHit++
 		op.mu.Unlock()
 		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &op.key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	})
+	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
+		op.mu.Lock()
+		nonce := op.nonce
+		op.mu.Unlock()
+		now := time.Now()
+		idt := op.sign(t, map[string]any{"iss": op.srv.URL, "aud": "portcullis", "sub": "u1", "email": "alice@example.test",
+			"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "nonce": nonce}, "k1", "")
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"access_token": "at", "token_type": "Bearer", "expires_in": 3600, "id_token": idt})
 	})
 	op.srv = httptest.NewServer(mux)
 	t.Cleanup(op.srv.Close)
@@ -129,7 +140,8 @@ func newManager(t *testing.T, op *fakeOP, store *fakeStore) *Manager {
 		Name: "corp", Issuer: op.srv.URL, ClientID: "portcullis", ClientSecretFile: secret,
 		RedirectURL: "https://auth.example.test/.portcullis/oidc/callback",
 		Bearer:      &BearerConfig{Audience: "api://portcullis"},
-	}}, Options{Store: store, SessionKeys: [][]byte{key}, Hosts: map[string][]string{"corp": {"app.example.test", "*.apps.example.test"}}})
+	}}, Options{Store: store, SessionKeys: [][]byte{key}, Hosts: map[string][]string{"corp": {"app.example.test", "*.apps.example.test"}},
+		Ports: func(p int) bool { return p == 8443 }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +341,7 @@ func TestChallenge(t *testing.T) {
 			w := httptest.NewRecorder()
 			r := httptest.NewRequest("GET", "https://app.example.test/x?y=1", nil)
 			r.Header.Set("Accept", tt.accept)
-			p.Challenge(w, r, tt.d, Requirements{ACR: []string{"urn:loa:2"}, MaxAuthAge: 5 * time.Minute}, deny.Info{RequestID: "r1"})
+			p.Challenge(w, r, tt.d, flow.Challenge{ACR: []string{"urn:loa:2"}, MaxAuthAge: 5 * time.Minute, RequestID: "r1"})
 			if w.Code != tt.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, tt.status, w.Body)
 			}
@@ -362,7 +374,7 @@ func TestIdPUnavailable(t *testing.T) {
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest("GET", "https://app.example.test/", nil)
 	r.Header.Set("Accept", "text/html")
-	p.Challenge(w, r, enforcement.Decision{Verdict: enforcement.Login, Reason: enforcement.ReasonLoginRequired}, Requirements{}, deny.Info{})
+	p.Challenge(w, r, enforcement.Decision{Verdict: enforcement.Login, Reason: enforcement.ReasonLoginRequired}, flow.Challenge{})
 	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "idp.unavailable") {
 		t.Errorf("new user with the provider down = %d %s", w.Code, w.Body)
 	}
@@ -397,8 +409,9 @@ func TestCheckReturn(t *testing.T) {
 		{"", false},
 	}
 	for _, tt := range tests {
-		if _, ok := p.checkReturn(tt.raw, "auth.example.test"); ok != tt.ok {
-			t.Errorf("checkReturn(%q) = %v, want %v", tt.raw, ok, tt.ok)
+		base := &url.URL{Scheme: "https", Host: "auth.example.test"}
+		if _, err := p.returns.Check(tt.raw, base); (err == nil) != tt.ok {
+			t.Errorf("Check(%q) = %v, want ok %v", tt.raw, err, tt.ok)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"portcullis/enforcement"
+	"portcullis/identity/internal/flow"
 	"portcullis/identity/session"
 )
 
@@ -37,7 +38,7 @@ type Provider struct {
 	client   *http.Client
 	redirect *url.URL
 	bearer   *bearerCache
-	hosts    []string // where a login may return to
+	returns  *flow.Returns // where a login may return to
 
 	mu      sync.Mutex
 	disc    *discovered

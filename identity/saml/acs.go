@@ -75,6 +75,11 @@ func (sp *SP) serveACS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := sp.issue(w, r, login); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			sp.fail(w, r, e, http.StatusBadRequest)
+			return
+		}
 		sp.fail(w, r, &Error{Reason: ReasonInternal, Err: err}, http.StatusServiceUnavailable)
 	}
 }
@@ -239,9 +244,13 @@ func (sp *SP) verify(raw, relayState, binding string) (login *Login, err error) 
 		if !sp.cfg.AllowIdPInitiated {
 			return nil, reject(ReasonNotRequested, "unsolicited response and allow_idp_initiated is off")
 		}
-		ret, ok := sp.checkReturn(relayState)
-		if !ok {
-			ret, _ = sp.checkReturn("/")
+		// RelayState is the IdP's to set: it passes the same rule as any
+		// return URL, or the login lands on the root.
+		ret, err := sp.checkReturn(relayState)
+		if err != nil {
+			if ret, err = sp.checkReturn("/"); err != nil {
+				return nil, &Error{Reason: ReasonBadReturn, Err: err}
+			}
 		}
 		login.ReturnTo = ret.String()
 	} else {

@@ -11,6 +11,8 @@ import (
 
 	crewsaml "github.com/crewjam/saml"
 	dsig "github.com/russellhaering/goxmldsig"
+
+	"portcullis/identity/internal/flow"
 )
 
 // libNow is the library's clock in tests (its TimeNow and Clock are
@@ -138,13 +140,13 @@ func TestACSLoginSession(t *testing.T) {
 	// app.example.test is not the ACS host: a handoff code carries the
 	// session there.
 	loc, _ := url.Parse(w.Header().Get("Location"))
-	if loc.Host != "app.example.test" || loc.Path != "/.portcullis/saml/corp/handoff" {
+	if loc.Host != "app.example.test" || loc.Path != flow.HandoffPath {
 		t.Fatalf("Location = %s", loc)
 	}
 	r := httptestRequest("GET", loc.String(), nil)
 	hw := recorder()
-	f.sp.serveHandoff(hw, r)
-	if hw.Code != http.StatusFound || hw.Header().Get("Location") != testAppURL {
+	f.handoffs.ServeHTTP(hw, r)
+	if hw.Code != http.StatusSeeOther || hw.Header().Get("Location") != testAppURL {
 		t.Fatalf("handoff: %d %s", hw.Code, hw.Header().Get("Location"))
 	}
 	var cookie *http.Cookie
@@ -158,7 +160,7 @@ func TestACSLoginSession(t *testing.T) {
 	}
 	// A second redemption fails.
 	hw2 := recorder()
-	f.sp.serveHandoff(hw2, httptestRequest("GET", loc.String(), nil))
+	f.handoffs.ServeHTTP(hw2, httptestRequest("GET", loc.String(), nil))
 	if hw2.Code != http.StatusBadRequest {
 		t.Errorf("second handoff: %d", hw2.Code)
 	}

@@ -66,7 +66,11 @@ func TestCheckReturn(t *testing.T) {
 		{"", testRoot + "/"},
 		{"/docs?a=1#frag", testRoot + "/docs?a=1"},
 		{"https://app.example.test/x", "https://app.example.test/x"},
-		{"https://APP.example.test:443/x", "https://APP.example.test:443/x"},
+		{"https://APP.example.test:443/x", "https://app.example.test/x"},
+		{"https://app.example.test:8443/x", "https://app.example.test:8443/x"},
+		{"https://app.example.test:1/x", ""},
+		{"https://app.example.test//evil.example/x", "https://app.example.test/evil.example/x"},
+		{"https://app.example.test@evil.example/", ""},
 		{"http://app.example.test/x", ""},
 		{"https://evil.example/x", ""},
 		{"//evil.example/x", ""},
@@ -77,9 +81,9 @@ func TestCheckReturn(t *testing.T) {
 		{"https:evil.example", ""},
 	}
 	for _, tt := range tests {
-		u, ok := f.sp.checkReturn(tt.in)
+		u, err := f.sp.checkReturn(tt.in)
 		got := ""
-		if ok {
+		if err == nil {
 			got = u.String()
 		}
 		if got != tt.want {

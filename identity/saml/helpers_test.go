@@ -26,6 +26,7 @@ import (
 	"github.com/crewjam/saml/xmlenc"
 	dsig "github.com/russellhaering/goxmldsig"
 
+	"portcullis/identity/internal/flow"
 	"portcullis/identity/session"
 	"portcullis/posture"
 )
@@ -87,11 +88,37 @@ func (f *fakeRevoker) Revoke(_ context.Context, r posture.Revocation) (posture.O
 	return 0, nil
 }
 
+// SessionRevoked and UserRevokedBefore make the fake a session.Revocations
+// too, so that the codec sees what logouts revoke.
+func (f *fakeRevoker) SessionRevoked(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.revs {
+		if r.Kind == posture.RevokeSession && r.Session == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fakeRevoker) UserRevokedBefore(user string) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var t time.Time
+	for _, r := range f.revs {
+		if r.Kind == posture.RevokeUser && r.User == user && r.Before.After(t) {
+			t = r.Before
+		}
+	}
+	return t
+}
+
 type fixture struct {
-	sp      *SP
-	revoker *fakeRevoker
-	now     *time.Time
-	dir     string
+	sp       *SP
+	revoker  *fakeRevoker
+	handoffs *flow.Handoffs
+	now      *time.Time
+	dir      string
 }
 
 // newFixture builds an SP at t0 with a pinned IdP metadata file.
@@ -112,7 +139,8 @@ func newFixture(t testing.TB, mut func(*Config)) *fixture {
 	}
 	k := make([]byte, session.KeySize)
 	rand.Read(k)
-	codec, err := session.NewCodec(CookieName(cfg.Name), [][]byte{k}, session.Config{}, nil)
+	rev := &fakeRevoker{}
+	codec, err := session.NewCodec(CookieName(cfg.Name), [][]byte{k}, session.Config{}, rev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,10 +150,12 @@ func newFixture(t testing.TB, mut func(*Config)) *fixture {
 	}
 	t.Cleanup(func() { replay.Close() })
 	now := t0
-	f := &fixture{revoker: &fakeRevoker{}, now: &now, dir: dir}
+	f := &fixture{revoker: rev, now: &now, dir: dir}
+	clock := func() time.Time { return *f.now }
+	f.handoffs = flow.NewHandoffs(clock)
 	f.sp, err = New(context.Background(), cfg, Options{StateDir: dir, Sessions: codec, Replay: replay, Tracker: NewTracker(),
-		Revoker: f.revoker, Now: func() time.Time { return *f.now },
-		HostAllowed: func(h string) bool { return h == "app.example.test" }})
+		Revoker: f.revoker, Now: clock, Hosts: []string{"app.example.test"}, Handoffs: f.handoffs,
+		Ports: func(p int) bool { return p == 8443 }})
 	if err != nil {
 		t.Fatal(err)
 	}

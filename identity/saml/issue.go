@@ -2,8 +2,6 @@ package saml
 
 import (
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 )
@@ -13,6 +11,13 @@ import (
 // one-time handoff code to the return URL's host, where the cookie is
 // set (session cookies are host-only).
 func (sp *SP) issue(w http.ResponseWriter, r *http.Request, l *Login) error {
+	// The return URL was checked when the login started; check it again,
+	// against the configuration of now, and redirect only to what this
+	// yields.
+	ret, err := sp.checkReturn(l.ReturnTo)
+	if err != nil {
+		return &Error{Reason: ReasonBadReturn, Err: err}
+	}
 	now := sp.now()
 	s := sp.codec.New(randomToken(18), now, l.NotAfter)
 	id := s.Subject.SessionID
@@ -27,21 +32,7 @@ func (sp *SP) issue(w http.ResponseWriter, r *http.Request, l *Login) error {
 	sp.sessionIdx.add(l.NameID, l.SessionIndex, id, s.Expires, now)
 	sp.metrics.login(sp.idp)
 	sp.log.Info("saml login", "user", s.Subject.UserID, "session_id", id, "acr", s.Subject.ACR)
-	ret, err := url.Parse(l.ReturnTo)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	if strings.EqualFold(ret.Host, r.Host) {
-		http.SetCookie(w, sp.codec.Cookie(value, s))
-		http.Redirect(w, r, ret.String(), http.StatusSeeOther)
-		return nil
-	}
-	code := randomToken(24)
-	sp.tracker.addHandoff(code, handoff{idp: sp.cfg.Name, host: ret.Host, value: value, expires: now.Add(HandoffTTL), ret: ret.String()}, now)
-	h := url.URL{Scheme: "https", Host: ret.Host, Path: PathPrefix + sp.cfg.Name + "/handoff", RawQuery: url.Values{"code": {code}}.Encode()}
-	http.Redirect(w, r, h.String(), http.StatusSeeOther)
-	return nil
+	return sp.handoffs.Finish(w, r, sp.codec, s, value, ret)
 }
 
 // sessionIndex maps the IdP's session (NameID, SessionIndex) to our

@@ -17,6 +17,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"portcullis/enforcement"
+	"portcullis/identity/internal/flow"
 	"portcullis/identity/session"
 	"portcullis/internal/deny"
 	"portcullis/posture"
@@ -43,10 +44,17 @@ type Options struct {
 	// Revoker receives the revocations of IdP-initiated logouts; nil
 	// disables them (the LogoutRequest is refused).
 	Revoker Revoker
-	// HostAllowed reports whether a host (with or without port) is one a
-	// login may return to: a configured resource host. The RootURL host
-	// is always allowed.
-	HostAllowed func(host string) bool
+	// Hosts are the hosts of the resources that log in with this IdP
+	// (patterns, see flow.HostList): a login may return to one of them,
+	// or to the RootURL host.
+	Hosts []string
+	// Ports reports whether the gateway serves a port; a return URL may
+	// name only those (and the RootURL's). Nil: none but the default.
+	Ports func(port int) bool
+	// Handoffs carries logins to the host they started on; it is served
+	// at flow.HandoffPath by whoever mounts the endpoints. Nil: a new
+	// table.
+	Handoffs *flow.Handoffs
 	// HTTPClient fetches the IdP metadata; nil: a client with a 10 s
 	// timeout.
 	HTTPClient *http.Client
@@ -77,7 +85,8 @@ type SP struct {
 	replay     *ReplayCache
 	tracker    *Tracker
 	revoker    Revoker
-	hostOK     func(string) bool
+	returns    *flow.Returns
+	handoffs   *flow.Handoffs
 	log        *slog.Logger
 	metrics    *Metrics
 	now        func() time.Time
@@ -97,7 +106,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*SP, error) {
 		return nil, errors.New("saml: Sessions, Replay and Tracker are required")
 	}
 	sp := &SP{cfg: cfg, idp: "saml:" + cfg.Name, codec: opts.Sessions, replay: opts.Replay, tracker: opts.Tracker,
-		revoker: opts.Revoker, hostOK: opts.HostAllowed, log: opts.Logger, metrics: opts.Metrics, now: opts.Now,
+		revoker: opts.Revoker, handoffs: opts.Handoffs, log: opts.Logger, metrics: opts.Metrics, now: opts.Now,
 		sessionIdx: newSessionIndex()}
 	if sp.log == nil {
 		sp.log = slog.New(slog.DiscardHandler)
@@ -106,14 +115,15 @@ func New(ctx context.Context, cfg Config, opts Options) (*SP, error) {
 	if sp.now == nil {
 		sp.now = time.Now
 	}
-	if sp.hostOK == nil {
-		sp.hostOK = func(string) bool { return false }
+	if sp.handoffs == nil {
+		sp.handoffs = flow.NewHandoffs(sp.now)
 	}
 	var err error
 	if sp.key, sp.cert, err = loadKeyPair(cfg.KeyFile, cfg.CertFile, opts.StateDir, cfg.Name); err != nil {
 		return nil, err
 	}
 	sp.root, _ = url.Parse(strings.TrimRight(cfg.RootURL, "/"))
+	sp.returns = flow.NewReturns(append([]string{sp.root.Host}, opts.Hosts...), opts.Ports, sp.root.Scheme == "http")
 	sp.acsURL = cfg.endpoint("acs")
 	sp.sloURL = cfg.endpoint("slo")
 	sp.loginURL = cfg.endpoint("login")
@@ -188,14 +198,14 @@ func (sp *SP) Refresh(ctx context.Context) error {
 }
 
 // Handlers returns the SP's endpoints by exact path, for the gateway's
-// table of system paths.
+// table of system paths. The handoff endpoint is not among them: it is
+// shared with OIDC (flow.HandoffPath).
 func (sp *SP) Handlers() map[string]http.Handler {
 	p := PathPrefix + sp.cfg.Name + "/"
 	return map[string]http.Handler{
 		p + "metadata": http.HandlerFunc(sp.serveMetadata),
 		p + "login":    http.HandlerFunc(sp.serveLogin),
 		p + "acs":      http.HandlerFunc(sp.serveACS),
-		p + "handoff":  http.HandlerFunc(sp.serveHandoff),
 		p + "logout":   http.NewCrossOriginProtection().Handler(http.HandlerFunc(sp.serveLogout)), // as the OIDC logout: no cross-site POST
 		p + "slo":      http.HandlerFunc(sp.serveSLO),
 	}
@@ -228,8 +238,10 @@ func (sp *SP) Authenticate(w http.ResponseWriter, r *http.Request) *enforcement.
 
 // Challenge answers a request that needs a (stronger) login: a browser
 // is sent to the SP's login endpoint with the URL to come back to; an API
-// client gets a 401 problem document naming the login URL.
-func (sp *SP) Challenge(w http.ResponseWriter, r *http.Request, d enforcement.Decision, acr []string, requestID, resource string) {
+// client gets a 401 problem document naming the login URL. Of c, only
+// ACR, RequestID and Resource matter: SAML has no max_age.
+func (sp *SP) Challenge(w http.ResponseWriter, r *http.Request, d enforcement.Decision, c flow.Challenge) {
+	acr, requestID, resource := c.ACR, c.RequestID, c.Resource
 	ret := "https://" + r.Host + r.URL.RequestURI()
 	q := url.Values{"return_to": {ret}}
 	if d.Verdict == enforcement.StepUp {
@@ -283,9 +295,9 @@ func (sp *SP) serveLogin(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, sp.loginURL+"?"+r.URL.RawQuery, http.StatusFound)
 		return
 	}
-	ret, ok := sp.checkReturn(r.URL.Query().Get("return_to"))
-	if !ok {
-		sp.fail(w, r, reject(ReasonBadReturn, "return_to refused"), http.StatusBadRequest)
+	ret, err := sp.checkReturn(r.URL.Query().Get("return_to"))
+	if err != nil {
+		sp.fail(w, r, &Error{Reason: ReasonBadReturn, Err: err}, http.StatusBadRequest)
 		return
 	}
 	m := sp.metadata()
@@ -323,20 +335,6 @@ func (sp *SP) serveLogin(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, u.String(), http.StatusFound)
 }
 
-// serveHandoff redeems a one-time code on the host the user started on,
-// and sets the session cookie there.
-func (sp *SP) serveHandoff(w http.ResponseWriter, r *http.Request) {
-	h, ok := sp.tracker.takeHandoff(r.URL.Query().Get("code"), sp.now())
-	if !ok || h.idp != sp.cfg.Name || !strings.EqualFold(h.host, r.Host) {
-		sp.fail(w, r, reject(ReasonNotRequested, "unknown, used or expired handoff code"), http.StatusBadRequest)
-		return
-	}
-	http.SetCookie(w, &http.Cookie{Name: sp.codec.Name(), Value: h.value, Path: "/", Expires: h.expires,
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, h.ret, http.StatusFound)
-}
-
 // fail answers a refused request with a deny page, logs it with its
 // reason code, and counts it.
 func (sp *SP) fail(w http.ResponseWriter, r *http.Request, e *Error, status int) {
@@ -346,38 +344,14 @@ func (sp *SP) fail(w http.ResponseWriter, r *http.Request, e *Error, status int)
 		RequestID: r.Header.Get("X-Request-Id")})
 }
 
-// checkReturn accepts a path on the root host, or an https URL on the
-// root host or an allowed host, without user info or control characters.
-func (sp *SP) checkReturn(raw string) (*url.URL, bool) {
+// checkReturn applies the return-URL rule (see flow.Returns): a path
+// on the root host, or an absolute URL on the root host or a resource
+// host of this IdP. Empty is the root.
+func (sp *SP) checkReturn(raw string) (*flow.Target, error) {
 	if raw == "" {
 		raw = "/"
 	}
-	if len(raw) > 4096 {
-		return nil, false
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] < 0x20 || raw[i] == 0x7f || raw[i] == '\\' {
-			return nil, false
-		}
-	}
-	if raw[0] == '/' {
-		if len(raw) > 1 && raw[1] == '/' {
-			return nil, false
-		}
-		raw = sp.root.Scheme + "://" + sp.root.Host + raw
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.User != nil || u.Host == "" || u.Opaque != "" {
-		return nil, false
-	}
-	switch {
-	case strings.EqualFold(u.Host, sp.root.Host) && u.Scheme == sp.root.Scheme:
-	case u.Scheme == "https" && sp.hostOK(strings.ToLower(u.Hostname())):
-	default:
-		return nil, false
-	}
-	u.Fragment = ""
-	return u, true
+	return sp.returns.Check(raw, sp.root)
 }
 
 // validClassRef bounds an authentication context class reference taken

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"portcullis/enforcement"
+	"portcullis/identity/internal/flow"
 )
 
 func TestLoginRedirect(t *testing.T) {
@@ -92,21 +93,21 @@ func TestChallenge(t *testing.T) {
 	r := httptestRequest("GET", testAppURL, nil)
 	r.Header.Set("Accept", "text/html")
 	w := recorder()
-	f.sp.Challenge(w, r, d, nil, "rid", "app")
+	f.sp.Challenge(w, r, d, flow.Challenge{RequestID: "rid", Resource: "app"})
 	loc, _ := url.Parse(w.Header().Get("Location"))
 	if w.Code != http.StatusFound || loc.Path != "/.portcullis/saml/corp/login" || loc.Query().Get("return_to") != testAppURL {
 		t.Errorf("browser: %d %s", w.Code, loc)
 	}
 	d.Verdict = enforcement.StepUp
 	w = recorder()
-	f.sp.Challenge(w, r, d, nil, "rid", "app")
+	f.sp.Challenge(w, r, d, flow.Challenge{RequestID: "rid", Resource: "app"})
 	if !strings.Contains(w.Header().Get("Location"), "force=1") {
 		t.Errorf("step-up does not force authentication: %s", w.Header().Get("Location"))
 	}
 	// An MFA step-up asks for the resource's authentication context.
 	d.Reason = enforcement.ReasonMFARequired
 	w = recorder()
-	f.sp.Challenge(w, r, d, []string{"urn:example:mfa", "urn:example:hwk"}, "rid", "app")
+	f.sp.Challenge(w, r, d, flow.Challenge{ACR: []string{"urn:example:mfa", "urn:example:hwk"}, RequestID: "rid", Resource: "app"})
 	loc, _ = url.Parse(w.Header().Get("Location"))
 	if loc.Query().Get("acr") != "urn:example:mfa" || loc.Query().Get("force") != "1" {
 		t.Errorf("mfa step-up: %s", loc)
@@ -114,7 +115,7 @@ func TestChallenge(t *testing.T) {
 	api := httptestRequest("POST", testAppURL, nil)
 	api.Header.Set("Accept", "application/json")
 	w = recorder()
-	f.sp.Challenge(w, api, d, nil, "rid", "app")
+	f.sp.Challenge(w, api, d, flow.Challenge{RequestID: "rid", Resource: "app"})
 	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "rid") {
 		t.Errorf("api: %d %s", w.Code, w.Body)
 	}

@@ -16,8 +16,6 @@ import (
 const (
 	// RequestTTL is how long an AuthnRequest can be answered.
 	RequestTTL = 10 * time.Minute
-	// HandoffTTL is how long a handoff code can be redeemed.
-	HandoffTTL = time.Minute
 	maxPending = 10000
 )
 
@@ -36,29 +34,18 @@ type pending struct {
 	expires  time.Time
 }
 
-// handoff carries a finished login from the ACS host to the host the user
-// started on.
-type handoff struct {
-	idp     string
-	host    string
-	value   string // sealed session cookie value
-	expires time.Time
-	ret     string
-}
-
 // Tracker holds the SAML logins in progress: the AuthnRequest ids each
-// browser is waiting for, and the handoff codes between hosts. It is
+// browser is waiting for. It is
 // bounded and safe for concurrent use, and should outlive configuration
 // reloads so that logins in flight survive them.
 type Tracker struct {
 	mu       sync.Mutex
 	requests map[string]pending
-	handoffs map[string]handoff
 }
 
 // NewTracker returns an empty tracker.
 func NewTracker() *Tracker {
-	return &Tracker{requests: map[string]pending{}, handoffs: map[string]handoff{}}
+	return &Tracker{requests: map[string]pending{}}
 }
 
 func (t *Tracker) addRequest(id string, p pending, now time.Time) {
@@ -100,30 +87,6 @@ func (t *Tracker) takeRequest(idp, id, cookie string, now time.Time) (pending, b
 	delete(t.requests, id)
 	t.mu.Unlock()
 	return p, p.expires.After(now)
-}
-
-func (t *Tracker) addHandoff(code string, h handoff, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.handoffs) >= maxPending {
-		for k, v := range t.handoffs {
-			if !v.expires.After(now) || len(t.handoffs) >= maxPending {
-				delete(t.handoffs, k)
-			}
-		}
-	}
-	t.handoffs[code] = h
-}
-
-func (t *Tracker) takeHandoff(code string, now time.Time) (handoff, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	h, ok := t.handoffs[code]
-	if !ok {
-		return handoff{}, false
-	}
-	delete(t.handoffs, code)
-	return h, h.expires.After(now)
 }
 
 // randomToken returns n random bytes in base64url.
