@@ -212,8 +212,11 @@ func TestOIDCDexBrowser(t *testing.T) {
 		t.Errorf("second host ended at %s, want %s", loc, app2)
 	}
 
-	// Logout ends the session on both hosts.
-	if err := chromedp.Run(ctx, chromedp.Navigate(e.url("/.portcullis/logout"))); err != nil {
+	// Logout ends the session on both hosts. A GET only asks; the
+	// confirmation form's POST logs out.
+	if err := chromedp.Run(ctx, chromedp.Navigate(e.url("/.portcullis/logout")),
+		chromedp.WaitVisible(`#logout-confirm`, chromedp.ByQuery), chromedp.Evaluate(`document.getElementById("logout-confirm").click()`, nil),
+		chromedp.WaitVisible(`#signed-out`, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
 	}
 	waitBody("signed out")

@@ -266,9 +266,17 @@ func TestSAMLSamlidpBrowser(t *testing.T) {
 	if code := e.getWithSession(t, sess); code != http.StatusOK {
 		t.Fatalf("session cookie from a client: %d", code)
 	}
-	var out string
+	// A GET of the logout URL (a link from anywhere) only asks.
 	if err := chromedp.Run(ctx, chromedp.Navigate(e.root+"/.portcullis/saml/corp/logout"),
-		chromedp.WaitVisible(`body`, chromedp.ByQuery), chromedp.Text(`body`, &out, chromedp.ByQuery)); err != nil {
+		chromedp.WaitVisible(`#logout-confirm`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	if code := e.getWithSession(t, sess); code != http.StatusOK {
+		t.Fatalf("after the logout GET the cookie gives %d, want 200", code)
+	}
+	var out string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`document.getElementById("logout-confirm").click()`, nil),
+		chromedp.WaitVisible(`#signed-out`, chromedp.ByQuery), chromedp.Text(`body`, &out, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
 	}
 	if code := e.getWithSession(t, sess); code != http.StatusFound {

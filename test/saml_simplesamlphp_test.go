@@ -157,6 +157,7 @@ func TestSAMLSimpleSAMLphpBrowser(t *testing.T) {
 	}
 	var loc, out string
 	if err := chromedp.Run(ctx, chromedp.Navigate(e.root+"/.portcullis/saml/corp/logout"),
+		chromedp.WaitVisible(`#logout-confirm`, chromedp.ByQuery), chromedp.Evaluate(`document.getElementById("logout-confirm").click()`, nil),
 		chromedp.WaitVisible(`#signed-out`, chromedp.ByQuery), chromedp.Location(&loc), chromedp.Text(`body`, &out, chromedp.ByQuery)); err != nil {
 		t.Fatalf("logout: %v", err)
 	}

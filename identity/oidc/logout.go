@@ -28,7 +28,8 @@ const (
 // serveLogout ends the sessions of this host: each is revoked in the
 // store (so every host sharing the login loses it), its cookie cleared,
 // and the browser sent to the provider's end_session_endpoint when it has
-// one, else to rd when that is an allowed address, else to a page.
+// one, else to rd when that is an allowed address, else to a page. It is
+// mounted behind [flow.Logout]: only a same-origin POST reaches it.
 func (m *Manager) serveLogout(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	now := m.now()

@@ -131,7 +131,7 @@ func (m *Manager) Provider(name string) *Provider { return m.providers[name] }
 func (m *Manager) Handlers() map[string]http.Handler {
 	h := map[string]http.Handler{
 		StartPath:       http.HandlerFunc(m.serveStart),
-		LogoutPath:      http.NewCrossOriginProtection().Handler(http.HandlerFunc(m.serveLogout)),
+		LogoutPath:      flow.Logout(http.HandlerFunc(m.serveLogout)),
 		BackchannelPath: http.HandlerFunc(m.serveBackchannel),
 	}
 	for _, p := range m.order {

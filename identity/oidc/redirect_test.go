@@ -166,3 +166,32 @@ func TestLogoutRedirects(t *testing.T) {
 		t.Errorf("logout ended at %q", got)
 	}
 }
+
+// TestLogoutNeedsPOST: a cross-site top-level GET (a link, an <img>)
+// only shows the confirmation page; the session survives. The page's
+// same-origin POST ends it.
+func TestLogoutNeedsPOST(t *testing.T) {
+	op := newFakeOP(t)
+	store := &fakeStore{}
+	m := newManager(t, op, store)
+	_, sess := loginTo(t, m, op, "/")
+	r := httptest.NewRequest("GET", "https://"+callbackHost+LogoutPath, nil)
+	r.Header.Set("Sec-Fetch-Site", "cross-site")
+	r.AddCookie(sess)
+	w := serve(m, r)
+	if w.Code != http.StatusOK || len(store.revs) != 0 || len(w.Result().Cookies()) != 0 {
+		t.Fatalf("cross-site GET logout = %d, revocations %+v, cookies %v", w.Code, store.revs, w.Result().Cookies())
+	}
+	r = httptest.NewRequest("POST", "https://"+callbackHost+LogoutPath, nil)
+	r.Header.Set("Sec-Fetch-Site", "cross-site")
+	r.AddCookie(sess)
+	if w := serve(m, r); w.Code != http.StatusForbidden || len(store.revs) != 0 {
+		t.Fatalf("cross-site POST logout = %d, revocations %+v", w.Code, store.revs)
+	}
+	r = httptest.NewRequest("POST", "https://"+callbackHost+LogoutPath, nil)
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	r.AddCookie(sess)
+	if w := serve(m, r); w.Code != http.StatusOK || len(store.revs) != 1 {
+		t.Fatalf("same-origin POST logout = %d, revocations %+v", w.Code, store.revs)
+	}
+}

@@ -32,10 +32,11 @@ const revocationSource = "saml"
 
 // serveLogout ends the user's session here, then, when the IdP has a
 // single-logout endpoint, sends the browser there with a signed
-// LogoutRequest; otherwise it shows the signed-out page.
+// LogoutRequest; otherwise it shows the signed-out page. It is mounted
+// behind flow.Logout: only a same-origin POST reaches it.
 func (sp *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		w.Header().Set("Allow", "GET, POST")
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
 		sp.fail(w, r, reject(ReasonMalformed, "logout with method %s", r.Method), http.StatusMethodNotAllowed)
 		return
 	}

@@ -37,10 +37,25 @@ func (f *fixture) login(t *testing.T) *http.Cookie {
 func TestLogoutSPInitiated(t *testing.T) {
 	f := newFixture(t, nil)
 	c := f.login(t)
+	logout := f.sp.Handlers()["/.portcullis/saml/corp/logout"]
+	// A GET (a link, maybe from another site) only asks.
 	r := httptestRequest("GET", testRoot+"/.portcullis/saml/corp/logout", nil)
+	r.Header.Set("Sec-Fetch-Site", "cross-site")
 	r.AddCookie(c)
 	w := recorder()
-	f.sp.serveLogout(w, r)
+	logout.ServeHTTP(w, r)
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `method="post" action="/.portcullis/saml/corp/logout"`) {
+		t.Fatalf("logout GET: %d %s", w.Code, w.Body)
+	}
+	if len(f.revoker.revs) != 0 || len(w.Result().Cookies()) != 0 {
+		t.Fatalf("logout GET changed state: revocations %+v, cookies %v", f.revoker.revs, w.Result().Cookies())
+	}
+	// The confirmation form's POST, same-origin, ends the session.
+	r = httptestRequest("POST", testRoot+"/.portcullis/saml/corp/logout", nil)
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	r.AddCookie(c)
+	w = recorder()
+	logout.ServeHTTP(w, r)
 	if w.Code != http.StatusFound || !strings.HasPrefix(w.Header().Get("Location"), testSLO+"?SAMLRequest=") {
 		t.Fatalf("logout: %d %s", w.Code, w.Header().Get("Location"))
 	}

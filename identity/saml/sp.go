@@ -206,7 +206,7 @@ func (sp *SP) Handlers() map[string]http.Handler {
 		p + "metadata": http.HandlerFunc(sp.serveMetadata),
 		p + "login":    http.HandlerFunc(sp.serveLogin),
 		p + "acs":      http.HandlerFunc(sp.serveACS),
-		p + "logout":   http.NewCrossOriginProtection().Handler(http.HandlerFunc(sp.serveLogout)), // as the OIDC logout: no cross-site POST
+		p + "logout":   flow.Logout(http.HandlerFunc(sp.serveLogout)), // as the OIDC logout: a same-origin POST
 		p + "slo":      http.HandlerFunc(sp.serveSLO),
 	}
 }
