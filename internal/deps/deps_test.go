@@ -34,10 +34,13 @@ var allowed = map[string]struct {
 
 	"enforcement": {[]string{"certs", "internal/conf", "posture"}, "Decide reads value types; never the gateway, feeds or login flows"},
 
-	"identity":         {[]string{"enforcement", "identity/session", "internal/conf", "internal/deny", "posture"}, "login flows produce enforcement.Subject; never the gateway"},
-	"identity/session": {[]string{"enforcement", "internal/conf"}, "sealed session cookies"},
-	"identity/oidc":    {[]string{"enforcement", "identity", "identity/session", "internal/conf", "internal/deny", "posture"}, "login flows produce enforcement.Subject; never the gateway"},
-	"identity/saml":    {[]string{"enforcement", "identity", "identity/session", "internal/conf", "internal/deny", "posture"}, "login flows produce enforcement.Subject; never the gateway"},
+	"identity": {[]string{"enforcement", "identity/internal/flow", "identity/oidc", "identity/saml", "identity/session", "internal/conf", "posture"},
+		"builds every provider behind one Authenticator; never the gateway"},
+	"identity/internal/flow":          {[]string{"enforcement", "identity/session", "internal/deny"}, "return URLs, handoff and logout shared by OIDC and SAML"},
+	"identity/internal/flow/flowtest": {nil, "hostile return URLs for the flows' tests"},
+	"identity/session":                {[]string{"enforcement", "internal/conf"}, "sealed session cookies"},
+	"identity/oidc":                   {[]string{"enforcement", "identity/internal/flow", "identity/session", "internal/conf", "internal/deny", "posture"}, "login flows produce enforcement.Subject; never the gateway"},
+	"identity/saml":                   {[]string{"enforcement", "identity/internal/flow", "identity/session", "internal/conf", "internal/deny", "posture"}, "login flows produce enforcement.Subject; never the gateway"},
 
 	"gateway/assertion": {nil, "signs what the gateway established; a leaf"},
 	"gateway/audit":     {[]string{"internal/conf", "internal/jsonx"}, "writes decision records; a leaf"},
