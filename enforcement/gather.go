@@ -12,9 +12,16 @@ import (
 type State interface {
 	Device(posture.DeviceKey) *posture.Device
 	Risk(user string) *posture.UserRisk
+	DeviceRevokedBefore(posture.DeviceKey) time.Time
+	UserRevocations
+}
+
+// UserRevocations is the part of [State] that says which sessions and
+// users were revoked. Both methods must be cheap and must not allocate:
+// they run on every request.
+type UserRevocations interface {
 	SessionRevoked(sessionID string) bool
 	UserRevokedBefore(user string) time.Time
-	DeviceRevokedBefore(posture.DeviceKey) time.Time
 }
 
 // Gather completes in from st for in's device and subject: their posture,
@@ -32,14 +39,26 @@ func Gather(st State, in *Input) {
 	}
 	if s := in.Subject; s != nil {
 		in.Risk = st.Risk(s.UserID)
-		if s.SessionID != "" && st.SessionRevoked(s.SessionID) || s.IdPSession != "" && st.SessionRevoked(s.IdPSession) {
-			in.Revoked |= RevokedSession
-		}
-		if RevokedBy(st.UserRevokedBefore(s.UserID), s.AuthTime) ||
-			s.SubjectKey != "" && RevokedBy(st.UserRevokedBefore(s.SubjectKey), s.AuthTime) {
-			in.Revoked |= RevokedUser
-		}
+		in.Revoked |= SubjectRevocations(st, s)
 	}
+}
+
+// SubjectRevocations returns the revocations in st that cover s: its
+// session id or its identity provider's session revoked
+// ([RevokedSession]), or its user, under its id or its provider-qualified
+// subject, revoked at or after it authenticated ([RevokedUser]). It is
+// the one rule for what revokes a sign-in: [Gather] uses it for every
+// decision, and the session codec to refuse a revoked cookie.
+func SubjectRevocations(st UserRevocations, s *Subject) Revocation {
+	var r Revocation
+	if s.SessionID != "" && st.SessionRevoked(s.SessionID) || s.IdPSession != "" && st.SessionRevoked(s.IdPSession) {
+		r |= RevokedSession
+	}
+	if RevokedBy(st.UserRevokedBefore(s.UserID), s.AuthTime) ||
+		s.SubjectKey != "" && RevokedBy(st.UserRevokedBefore(s.SubjectKey), s.AuthTime) {
+		r |= RevokedUser
+	}
+	return r
 }
 
 // RevokedBy reports whether a revocation of everything established at or

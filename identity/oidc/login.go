@@ -313,22 +313,25 @@ func (p *Provider) finish(parent context.Context, d *discovered, st *loginState,
 		return nil, errWeak
 	}
 	subKey := p.revocationKey("sub", idt.Subject)
-	for _, u := range []string{sub.UserID, subKey} {
-		if before := p.m.store.UserRevokedBefore(u); !before.IsZero() && !sub.AuthTime.After(before) {
-			if st.Forced {
-				return nil, errStale
-			}
-			return nil, errRelogin
+	// A provider session that authenticated before the user was revoked
+	// (single sign-on reusing it) must not open a new session: the same
+	// rule as every decision's.
+	cand := *sub
+	cand.SubjectKey = subKey
+	if enforcement.SubjectRevocations(p.m.store, &cand)&enforcement.RevokedUser != 0 {
+		if st.Forced {
+			return nil, errStale
 		}
+		return nil, errRelogin
 	}
 	s := p.codec.New(randomString(16), now, time.Time{})
 	id := s.Subject.SessionID
 	s.Subject = *sub
 	s.Subject.SessionID = id
-	s.IdPSession = p.revocationKey("sid", c.str("sid"))
-	s.SubjectKey = subKey
+	s.Subject.IdPSession = p.revocationKey("sid", c.str("sid"))
+	s.Subject.SubjectKey = subKey
 	e := sidEntry{session: id, user: sub.UserID, expires: s.Expires}
-	p.m.sids.add(s.IdPSession, e, now)
+	p.m.sids.add(s.Subject.IdPSession, e, now)
 	p.m.sids.add(subKey, e, now)
 	return s, nil
 }

@@ -251,8 +251,8 @@ func TestBackchannelLogout(t *testing.T) {
 	// A session of that provider session, as a login would have made.
 	s := p.codec.New("our-session", now, time.Time{})
 	s.Subject.UserID, s.Subject.IdP = "alice@example.test", "corp"
-	s.IdPSession = p.revocationKey("sid", "idp-session-1")
-	m.sids.add(s.IdPSession, sidEntry{session: "our-session", user: "alice@example.test", expires: s.Expires}, now)
+	s.Subject.IdPSession = p.revocationKey("sid", "idp-session-1")
+	m.sids.add(s.Subject.IdPSession, sidEntry{session: "our-session", user: "alice@example.test", expires: s.Expires}, now)
 	cookie, _ := p.codec.Seal(s)
 
 	post := func(tok string) int {
@@ -291,7 +291,7 @@ func TestBackchannelLogout(t *testing.T) {
 	if code := post(good); code != http.StatusOK {
 		t.Fatalf("valid logout token: status %d", code)
 	}
-	if !store.SessionRevoked("our-session") || !store.SessionRevoked(s.IdPSession) {
+	if !store.SessionRevoked("our-session") || !store.SessionRevoked(s.Subject.IdPSession) {
 		t.Errorf("revocations = %+v, want the session and the provider session", store.revs)
 	}
 	if code := post(good); code != http.StatusBadRequest {

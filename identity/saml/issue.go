@@ -23,8 +23,8 @@ func (sp *SP) issue(w http.ResponseWriter, r *http.Request, l *Login) error {
 	id := s.Subject.SessionID
 	s.Subject = l.Subject
 	s.Subject.SessionID = id
-	s.IdPSession = l.SessionIndex
-	s.SubjectKey = l.NameID
+	s.Subject.IdPSession = l.SessionIndex
+	s.Subject.SubjectKey = l.NameID
 	value, err := sp.codec.Seal(s)
 	if err != nil {
 		return err

@@ -57,13 +57,13 @@ func (sp *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
 			sp.log.Error("saml logout: revoking the session failed", "error", err)
 		}
 	}
-	sp.sessionIdx.take(s.SubjectKey, s.IdPSession)
+	sp.sessionIdx.take(s.Subject.SubjectKey, s.Subject.IdPSession)
 	m := sp.metadata()
-	if m == nil || m.sloURL == "" || s.SubjectKey == "" {
+	if m == nil || m.sloURL == "" || s.Subject.SubjectKey == "" {
 		signedOut(w)
 		return
 	}
-	u, err := sp.logoutRequestURL(m, s.SubjectKey, s.IdPSession)
+	u, err := sp.logoutRequestURL(m, s.Subject.SubjectKey, s.Subject.IdPSession)
 	if err != nil {
 		sp.log.Error("saml logout request", "error", err)
 		signedOut(w)

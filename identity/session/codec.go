@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"portcullis/enforcement"
 	"strings"
 	"sync"
 	"time"
@@ -30,11 +31,7 @@ var (
 )
 
 // Revocations is what the codec asks the posture store on every decode.
-// Both methods must be cheap and must not allocate.
-type Revocations interface {
-	SessionRevoked(sessionID string) bool
-	UserRevokedBefore(user string) time.Time
-}
+type Revocations = enforcement.UserRevocations
 
 // Codec seals sessions into cookie values and opens them again. It is safe
 // for concurrent use.
@@ -179,30 +176,10 @@ func (c *Codec) check(s *Session, now time.Time) error {
 	if c.idle > 0 && now.Sub(s.Refreshed) > c.idle {
 		return ErrIdle
 	}
-	if c.revs == nil {
-		return nil
-	}
-	if c.revs.SessionRevoked(s.Subject.SessionID) || (s.IdPSession != "" && c.revs.SessionRevoked(s.IdPSession)) {
-		return ErrRevoked
-	}
-	if revokedBefore(c.revs.UserRevokedBefore(s.Subject.UserID), s) || (s.SubjectKey != "" && revokedBefore(c.revs.UserRevokedBefore(s.SubjectKey), s)) {
+	if c.revs != nil && enforcement.SubjectRevocations(c.revs, &s.Subject) != 0 {
 		return ErrRevoked
 	}
 	return nil
-}
-
-// revokedBefore reports whether a user revocation at before covers s:
-// the session authenticated at or before it (as the re-evaluator judges
-// live requests).
-func revokedBefore(before time.Time, s *Session) bool {
-	if before.IsZero() {
-		return false
-	}
-	at := s.Subject.AuthTime
-	if at.IsZero() {
-		at = s.Issued
-	}
-	return !at.After(before)
 }
 
 // NeedsRefresh reports whether the cookie of s should be re-issued at

@@ -9,20 +9,16 @@ import (
 )
 
 // Session is one login, as its cookie holds it. The identity is an
-// [enforcement.Subject], whose SessionID is the session id and whose IdP
-// names the provider; the rest is bookkeeping.
+// [enforcement.Subject], whose SessionID is the session id, whose IdP
+// names the provider, and whose IdPSession and SubjectKey are the
+// provider's session and subject as revocation keys (so a back-channel
+// logout by sid or sub reaches this session); the rest is bookkeeping.
 type Session struct {
 	Subject enforcement.Subject
 	// Issued is when the login completed; Refreshed when the cookie was
 	// last re-issued (the idle timeout counts from it); Expires is the
 	// absolute end.
 	Issued, Refreshed, Expires time.Time
-	// IdPSession is the revocation key of the provider's session (its
-	// sid), so a back-channel logout reaches this session; "" if none.
-	IdPSession string
-	// SubjectKey is the revocation key of the provider's subject (sub),
-	// so a back-channel logout by sub reaches this session.
-	SubjectKey string
 
 	// inline backs Groups and AMR after a decode, so that decoding
 	// allocates nothing for them in the common case.
@@ -56,7 +52,7 @@ func appendSession(b []byte, s *Session) []byte {
 	for _, t := range [...]time.Time{s.Issued, s.Refreshed, s.Expires, s.Subject.AuthTime} {
 		b = binary.AppendVarint(b, unixOrZero(t))
 	}
-	for _, v := range [...]string{s.Subject.SessionID, s.Subject.IdP, s.Subject.UserID, s.Subject.Email, s.Subject.ACR, s.IdPSession, s.SubjectKey} {
+	for _, v := range [...]string{s.Subject.SessionID, s.Subject.IdP, s.Subject.UserID, s.Subject.Email, s.Subject.ACR, s.Subject.IdPSession, s.Subject.SubjectKey} {
 		b = appendString(b, v)
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.Subject.Groups)))
@@ -103,7 +99,7 @@ func parseSession(plain []byte) (*Session, error) {
 	}
 	s.Issued, s.Refreshed, s.Expires = timeOrZero(times[0]), timeOrZero(times[1]), timeOrZero(times[2])
 	s.Subject.AuthTime = timeOrZero(times[3])
-	for _, dst := range [...]*string{&s.Subject.SessionID, &s.Subject.IdP, &s.Subject.UserID, &s.Subject.Email, &s.Subject.ACR, &s.IdPSession, &s.SubjectKey} {
+	for _, dst := range [...]*string{&s.Subject.SessionID, &s.Subject.IdP, &s.Subject.UserID, &s.Subject.Email, &s.Subject.ACR, &s.Subject.IdPSession, &s.Subject.SubjectKey} {
 		*dst = p.str()
 	}
 	ng, na := p.uvarint(), p.uvarint()

@@ -44,8 +44,8 @@ func sample(c *Codec) *Session {
 	s.Subject.AMR = []string{"pwd", "otp"}
 	s.Subject.ACR = "urn:mfa"
 	s.Subject.AuthTime = t0.Add(-time.Minute)
-	s.IdPSession = "oidc-sid:corp:abc"
-	s.SubjectKey = "oidc-sub:corp:def"
+	s.Subject.IdPSession = "oidc-sid:corp:abc"
+	s.Subject.SubjectKey = "oidc-sub:corp:def"
 	return s
 }
 
