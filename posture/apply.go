@@ -25,9 +25,10 @@ var ErrInvalidEvent = errors.New("posture: invalid event")
 // batch is committed even if ctx ends, so a caller never leaves a write in
 // doubt.
 //
-// Per (source, device) only a newer ObservedAt replaces the stored record;
-// an older one is [OutOfOrder]; an equal one keeps the more restrictive
-// value of each field. An event whose (source, event id) was seen within
+// Per (source, device) only a report observed in a later second replaces
+// the stored record; one from an earlier second is [OutOfOrder]; one from
+// the same second ties, and the record becomes the [MoreRestrictive] of
+// the two ([OutOfOrder] if that changes nothing). An event whose (source, event id) was seen within
 // the dedup window is a [Duplicate]. The store takes ownership of the
 // slices in batch.
 func (db *DB) ApplyPosture(ctx context.Context, batch []PostureEvent) ([]Outcome, error) {
@@ -299,11 +300,11 @@ func (db *DB) applyPostureLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *
 	}
 	if found {
 		old := &recs[i]
-		switch {
-		case p.ObservedAt.Before(old.ObservedAt):
+		switch compareObserved(p.ObservedAt, old.ObservedAt) {
+		case -1:
 			return OutOfOrder, nil
-		case p.ObservedAt.Equal(old.ObservedAt):
-			m := mergePosture(old, &p)
+		case 0:
+			m := MoreRestrictive(old, &p)
 			if samePosture(&m, old) {
 				return OutOfOrder, nil
 			}
@@ -345,11 +346,11 @@ func (db *DB) applyRiskLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *Ris
 		old = db.Risk(r.User)
 	}
 	if old != nil {
-		switch {
-		case r.ObservedAt.Before(old.ObservedAt):
+		switch compareObserved(r.ObservedAt, old.ObservedAt) {
+		case -1:
 			return OutOfOrder, nil
-		case r.ObservedAt.Equal(old.ObservedAt):
-			m := mergeRisk(old, &r)
+		case 0:
+			m := moreRestrictiveRisk(old, &r)
 			if sameRisk(&m, old) {
 				return OutOfOrder, nil
 			}

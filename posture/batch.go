@@ -31,8 +31,9 @@ type Batch struct {
 
 // A PostureClear removes one source's record about a device: the source
 // has withdrawn its objection (an SSF device became compliant again). The
-// record is removed only if it was observed no later than ObservedAt;
-// otherwise the clear is [OutOfOrder].
+// record is removed only if it was observed in an earlier second than
+// ObservedAt; otherwise the clear is [OutOfOrder]: on a tie the record,
+// the more restrictive of the two, stays.
 type PostureClear struct {
 	Key        DeviceKey
 	Source     string
@@ -243,7 +244,9 @@ func (db *DB) applyClearLocked(tx *bolt.Tx, st *txState, expiry time.Time, c *Po
 		return OutOfOrder, nil
 	}
 	i, found := slices.BinarySearchFunc(cur.Records, c.Source, func(r Posture, s string) int { return strings.Compare(r.Source, s) })
-	if !found || cur.Records[i].ObservedAt.After(c.ObservedAt) {
+	// A clear withdraws an objection: it is the less restrictive report,
+	// so it loses a tie (same second) as well as to a later record.
+	if !found || compareObserved(cur.Records[i].ObservedAt, c.ObservedAt) >= 0 {
 		return OutOfOrder, nil
 	}
 	if err := tx.Bucket(bucketDevices).Delete(deviceRecordKey(c.Key, c.Source)); err != nil {

@@ -26,9 +26,9 @@ const (
 	// Duplicate: an event with the same (source, event id) was seen within
 	// the dedup window; nothing changed.
 	Duplicate
-	// OutOfOrder: the stored record was observed later (or at the same
-	// time and is at least as restrictive); the event was accepted and
-	// dropped.
+	// OutOfOrder: the stored record was observed in a later second (or
+	// in the same second and is at least as restrictive); the event was
+	// accepted and dropped.
 	OutOfOrder
 )
 

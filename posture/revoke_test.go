@@ -148,17 +148,20 @@ func TestBatchCursorClearAndClearRisk(t *testing.T) {
 	if len(res.Postures) != 2 || len(res.Risks) != 1 || len(res.Revocations) != 1 || len(res.Clears) != 0 {
 		t.Fatalf("result sizes = %d/%d/%d/%d, want 2/1/1/0", len(res.Postures), len(res.Risks), len(res.Revocations), len(res.Clears))
 	}
-	// A clear observed before the record is out of order; a later one removes it.
+	// A clear observed before the record is out of order, and so is one
+	// in the same second (the objection is the more restrictive report); a
+	// later one removes it.
 	res, err = db.Apply(ctx, &Batch{Clears: []PostureClear{
 		{Key: dev, Source: "ssf:compliance", EventID: "c0", ObservedAt: t0.Add(-time.Second)},
+		{Key: dev, Source: "ssf:compliance", EventID: "ct", ObservedAt: t0.Add(999 * time.Millisecond)},
 		{Key: dev, Source: "ssf:compliance", EventID: "c1", ObservedAt: t0.Add(time.Second)},
 		{Key: dev, Source: "nobody", EventID: "c2", ObservedAt: t0.Add(time.Second)},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := res.Clears; got[0] != OutOfOrder || got[1] != Applied || got[2] != OutOfOrder {
-		t.Errorf("clear outcomes = %v, want out_of_order, applied, out_of_order", got)
+	if got := res.Clears; got[0] != OutOfOrder || got[1] != OutOfOrder || got[2] != Applied || got[3] != OutOfOrder {
+		t.Errorf("clear outcomes = %v, want out_of_order, out_of_order, applied, out_of_order", got)
 	}
 	if d := db.Device(dev); d == nil || len(d.Records) != 1 || d.Records[0].Source != "uem" {
 		t.Errorf("device after clear = %+v, want only the uem record", d)

@@ -68,6 +68,12 @@ func TestApplyPostureOrdering(t *testing.T) {
 		{"equal, less restrictive", ev("e4", "uem", t0, Compliant), OutOfOrder, NotCompliant},
 		{"newer again", ev("e5", "uem", t0.Add(time.Second), Compliant), Applied, Compliant},
 		{"equal, more restrictive", ev("e6", "uem", t0.Add(time.Second), NotCompliant), Applied, NotCompliant},
+		{"later second", ev("e7", "uem", t0.Add(2*time.Second+700*time.Millisecond), Compliant), Applied, Compliant},
+		// Sources that send whole seconds tie with the fractional record
+		// of the same second: the more restrictive report wins.
+		{"same second, earlier fraction, more restrictive", ev("e8", "uem", t0.Add(2*time.Second), NotCompliant), Applied, NotCompliant},
+		{"same second, later fraction, less restrictive", ev("e9", "uem", t0.Add(2*time.Second+900*time.Millisecond), Compliant), OutOfOrder, NotCompliant},
+		{"earlier second", ev("e10", "uem", t0.Add(time.Second+999*time.Millisecond), NotCompliant), OutOfOrder, NotCompliant},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,7 +196,7 @@ func TestMergeEqualTimestamp(t *testing.T) {
 		GraceUntil: t0.Add(time.Hour), Reasons: []string{"a"}, ObservedAt: t0}
 	nw := Posture{Source: "s", Managed: true, Compliance: ComplianceUnknown, Threat: ThreatHigh, State: StateLost,
 		GraceUntil: t0.Add(time.Minute), Reasons: []string{"b"}, ObservedAt: t0}
-	got := mergePosture(&old, &nw)
+	got := MoreRestrictive(&old, &nw)
 	want := Posture{Source: "s", Managed: true, Compliance: ComplianceUnknown, Threat: ThreatHigh, State: StateLost,
 		GraceUntil: t0.Add(time.Minute), Reasons: []string{"a", "b"}, ObservedAt: t0}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -215,6 +221,8 @@ func TestRiskOrdering(t *testing.T) {
 		{"equal higher", r("4", t0, RiskHigh), Applied, RiskHigh},
 		{"newer lower", r("5", t0.Add(time.Second), RiskLow), Applied, RiskLow},
 		{"duplicate", r("5", t0.Add(time.Hour), RiskHigh), Duplicate, RiskLow},
+		{"same second, later fraction, higher", r("6", t0.Add(time.Second+400*time.Millisecond), RiskHigh), Applied, RiskHigh},
+		{"same second, later fraction, lower", r("7", t0.Add(time.Second+800*time.Millisecond), RiskLow), OutOfOrder, RiskHigh},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -128,7 +128,9 @@ func TestSharedSignalsThroughGateway(t *testing.T) {
 
 	ws := dial()
 	defer ws.CloseNow()
-	bad := tx.set(t, aud, device, caepCompliance, map[string]any{"previous_status": "compliant", "current_status": "not-compliant", "event_timestamp": time.Now().Unix()})
+	// The two compliance changes lie in different seconds: within one
+	// second the more restrictive would win.
+	bad := tx.set(t, aud, device, caepCompliance, map[string]any{"previous_status": "compliant", "current_status": "not-compliant", "event_timestamp": time.Now().Unix() - 1})
 	if code := push(bad, "wrong"); code != 401 {
 		t.Errorf("push with a wrong bearer: %d, want 401", code)
 	}

@@ -151,7 +151,7 @@ func (h *harness) post(d delivery) (int, map[string]any) {
 func event(id string, observed time.Time, edit func(m map[string]any)) []byte {
 	m := map[string]any{
 		"spec": Spec, "event_id": id, "source": "zimperium",
-		"observed_at": observed.Format(time.RFC3339),
+		"observed_at": observed.Format(time.RFC3339Nano),
 		"device":      map[string]any{"id": "dev-1", "aliases": []any{map[string]any{"kind": "serial", "value": "F2LX"}}},
 		"user":        "J.Doe@Acme.Example", "managed": true, "compliant": false,
 		"threat": map[string]any{"level": "critical", "names": []string{"MITM - SSL Strip"}},
@@ -342,6 +342,12 @@ func TestWebhookReplayAndOrdering(t *testing.T) {
 		{"equal, more restrictive", "e3", t0.Add(-time.Minute), compliant(false), [3]float64{1, 0, 0}, posture.NotCompliant},
 		{"equal, less restrictive", "e4", t0.Add(-time.Minute), compliant(true), [3]float64{0, 0, 1}, posture.NotCompliant},
 		{"newer, unknown", "e5", t0, compliant(nil), [3]float64{1, 0, 0}, posture.ComplianceUnknown},
+		// A sender with fractions, then one with whole seconds: the two
+		// reports of one second tie, and the more restrictive wins.
+		{"fractional second, compliant", "e6", t0.Add(time.Second + 600*time.Millisecond), compliant(true), [3]float64{1, 0, 0}, posture.Compliant},
+		{"same whole second, not compliant", "e7", t0.Add(time.Second), compliant(false), [3]float64{1, 0, 0}, posture.NotCompliant},
+		{"same second, compliant again", "e8", t0.Add(time.Second + 900*time.Millisecond), compliant(true), [3]float64{0, 0, 1}, posture.NotCompliant},
+		{"next second, compliant", "e9", t0.Add(2 * time.Second), compliant(true), [3]float64{1, 0, 0}, posture.Compliant},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
