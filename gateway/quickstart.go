@@ -82,7 +82,9 @@ func (g *Gateway) seedDevPosture(cfg *Config) {
 	if g.store.Device(key) != nil {
 		return
 	}
-	now := time.Now()
+	// A whole second, as most UEMs send: the user's first report in the
+	// same second ties with the seed, and the more restrictive wins.
+	now := time.Now().Truncate(time.Second)
 	_, err = g.store.ApplyPosture(context.Background(), []posture.PostureEvent{{
 		Key: key,
 		Posture: posture.Posture{
@@ -93,5 +95,7 @@ func (g *Gateway) seedDevPosture(cfg *Config) {
 	}})
 	if err != nil {
 		g.log.Warn("seeding the sample device's posture", "error", err)
+		return
 	}
+	g.log.Info("seeded the sample device's posture", "device_id", id, "observed_at", now.UTC())
 }
