@@ -71,6 +71,7 @@ func (db *DB) ApplyRevocations(ctx context.Context, batch []RevocationEvent) ([]
 
 // request is one caller's batch waiting in the group commit queue.
 type request struct {
+	guards     []Guard
 	postures   []PostureEvent
 	risks      []RiskEvent
 	revs       []RevocationEvent
@@ -210,7 +211,7 @@ func countEvents(group []*request) int {
 }
 
 func (r *request) size() int {
-	return len(r.postures) + len(r.risks) + len(r.revs) + len(r.clears) + len(r.clearRisks)
+	return len(r.guards) + len(r.postures) + len(r.risks) + len(r.revs) + len(r.clears) + len(r.clearRisks)
 }
 
 func (db *DB) applyRequest(tx *bolt.Tx, st *txState, r *request) error {
@@ -219,33 +220,61 @@ func (db *DB) applyRequest(tx *bolt.Tx, st *txState, r *request) error {
 	if ttl := r.dedupTTL; ttl > db.dedupTTL {
 		expiry = st.now.Add(ttl)
 	}
-	for i := range r.postures {
-		o, err := db.applyPostureLocked(tx, st, expiry, &r.postures[i])
+	// guards says, per guard of this request, whether it was seen before
+	// the request: then every write it guards is a duplicate.
+	guards := map[Guard]bool{}
+	replayed := func(g Guard) (bool, error) {
+		if g == (Guard{}) {
+			return false, nil
+		}
+		if seen, ok := guards[g]; ok {
+			return seen, nil
+		}
+		seen, err := db.seenLocked(tx, st, expiry, guardKey(g))
+		guards[g] = seen
+		return seen, err
+	}
+	// each applies one write unless its guard was replayed.
+	each := func(g Guard, apply func() (Outcome, error)) error {
+		o := Duplicate
+		seen, err := replayed(g)
+		if err == nil && !seen {
+			o, err = apply()
+		}
 		if err != nil {
 			return err
 		}
 		r.outcomes = append(r.outcomes, o)
+		return nil
+	}
+	for _, g := range r.guards {
+		if err := each(g, func() (Outcome, error) { return Applied, nil }); err != nil {
+			return err
+		}
+	}
+	for i := range r.postures {
+		e := &r.postures[i]
+		if err := each(e.Guard, func() (Outcome, error) { return db.applyPostureLocked(tx, st, expiry, e) }); err != nil {
+			return err
+		}
 	}
 	for i := range r.risks {
-		o, err := db.applyRiskLocked(tx, st, expiry, &r.risks[i])
-		if err != nil {
+		e := &r.risks[i]
+		if err := each(e.Guard, func() (Outcome, error) { return db.applyRiskLocked(tx, st, expiry, e) }); err != nil {
 			return err
 		}
-		r.outcomes = append(r.outcomes, o)
 	}
 	for i := range r.revs {
-		o, err := db.applyRevocationLocked(tx, st, expiry, &r.revs[i])
-		if err != nil {
+		e := &r.revs[i]
+		if err := each(e.Guard, func() (Outcome, error) { return db.applyRevocationLocked(tx, st, expiry, e) }); err != nil {
 			return err
 		}
-		r.outcomes = append(r.outcomes, o)
 	}
 	for i := range r.clears {
-		o, err := db.applyClearLocked(tx, st, expiry, &r.clears[i])
-		if err != nil {
+		e := &r.clears[i]
+		if err := each(e.Guard, func() (Outcome, error) { return db.applyClearLocked(tx, st, expiry, e) }); err != nil {
 			return err
 		}
-		r.outcomes = append(r.outcomes, o)
 	}
 	for _, u := range r.clearRisks {
 		o, err := db.clearRiskLocked(tx, st, u)
@@ -263,10 +292,9 @@ func (db *DB) applyRequest(tx *bolt.Tx, st *txState, r *request) error {
 	return nil
 }
 
-// seenLocked reports whether the dedup key is remembered, and remembers it
-// otherwise.
-func (db *DB) seenLocked(tx *bolt.Tx, st *txState, expiry time.Time, source, eventID string) (bool, error) {
-	k := dedupKey(source, eventID)
+// seenLocked reports whether the dedup key k is remembered, and remembers
+// it otherwise.
+func (db *DB) seenLocked(tx *bolt.Tx, st *txState, expiry time.Time, k string) (bool, error) {
 	if _, ok := st.dedup[k]; ok {
 		return true, nil
 	}
@@ -279,7 +307,7 @@ func (db *DB) seenLocked(tx *bolt.Tx, st *txState, expiry time.Time, source, eve
 
 func (db *DB) applyPostureLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *PostureEvent) (Outcome, error) {
 	p := e.Posture
-	if dup, err := db.seenLocked(tx, st, expiry, p.Source, p.EventID); dup || err != nil {
+	if dup, err := db.seenLocked(tx, st, expiry, dedupKey(p.Source, p.EventID)); dup || err != nil {
 		return Duplicate, err
 	}
 	p.ObservedAt = p.ObservedAt.Round(0).UTC()
@@ -336,7 +364,7 @@ func (db *DB) applyPostureLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *
 
 func (db *DB) applyRiskLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *RiskEvent) (Outcome, error) {
 	r := e.Risk
-	if dup, err := db.seenLocked(tx, st, expiry, r.Source, r.EventID); dup || err != nil {
+	if dup, err := db.seenLocked(tx, st, expiry, dedupKey(r.Source, r.EventID)); dup || err != nil {
 		return Duplicate, err
 	}
 	r.ObservedAt = r.ObservedAt.Round(0).UTC()

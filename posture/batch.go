@@ -17,6 +17,11 @@ import (
 // carries several kinds of events (an Okta hook, an SSF poll) use it so
 // that a reply or an acknowledgement covers everything.
 type Batch struct {
+	// Guards are recorded even when no write carries them, so that a
+	// delivery that changed nothing (an event about an unknown subject)
+	// is still remembered (see [Guard]). Each is [Applied] when recorded
+	// now, [Duplicate] when it was seen before.
+	Guards      []Guard
 	Postures    []PostureEvent
 	Risks       []RiskEvent
 	Revocations []RevocationEvent
@@ -39,6 +44,7 @@ type PostureClear struct {
 	Source     string
 	EventID    string
 	ObservedAt time.Time
+	Guard      Guard // see [PostureEvent.Guard]
 }
 
 // A Cursor is a named position a poller saves (a System Log next link).
@@ -50,6 +56,7 @@ type Cursor struct {
 // Result is what the store did with each event of a [Batch], per kind, in
 // batch order.
 type Result struct {
+	Guards      []Outcome
 	Postures    []Outcome
 	Risks       []Outcome
 	Revocations []Outcome
@@ -84,7 +91,13 @@ func (db *DB) Apply(ctx context.Context, b *Batch) (Result, error) {
 	if b.Cursor != nil && b.Cursor.Name == "" {
 		return Result{}, fmt.Errorf("%w: cursor without a name", ErrInvalidEvent)
 	}
+	for i, g := range b.Guards {
+		if g.Issuer == "" || g.ID == "" {
+			return Result{}, fmt.Errorf("%w: guard %d lacks an issuer or id", ErrInvalidEvent, i)
+		}
+	}
 	out, err := db.submit(ctx, &request{
+		guards:   b.Guards,
 		postures: b.Postures, risks: b.Risks, revs: b.Revocations, clears: b.Clears,
 		cursor: b.Cursor, dedupTTL: b.DedupTTL,
 	})
@@ -92,7 +105,9 @@ func (db *DB) Apply(ctx context.Context, b *Batch) (Result, error) {
 		return Result{}, err
 	}
 	var res Result
-	n := len(b.Postures)
+	n := len(b.Guards)
+	res.Guards, out = out[:n:n], out[n:]
+	n = len(b.Postures)
 	res.Postures, out = out[:n:n], out[n:]
 	n = len(b.Risks)
 	res.Risks, out = out[:n:n], out[n:]
@@ -174,7 +189,7 @@ func checkRevocations(batch []RevocationEvent) error {
 
 func (db *DB) applyRevocationLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *RevocationEvent) (Outcome, error) {
 	r := e.Revocation
-	if dup, err := db.seenLocked(tx, st, expiry, r.Source, r.EventID); dup || err != nil {
+	if dup, err := db.seenLocked(tx, st, expiry, dedupKey(r.Source, r.EventID)); dup || err != nil {
 		return Duplicate, err
 	}
 	r.ObservedAt = r.ObservedAt.Round(0).UTC()
@@ -233,7 +248,7 @@ func (db *DB) applyRevocationLocked(tx *bolt.Tx, st *txState, expiry time.Time, 
 }
 
 func (db *DB) applyClearLocked(tx *bolt.Tx, st *txState, expiry time.Time, c *PostureClear) (Outcome, error) {
-	if dup, err := db.seenLocked(tx, st, expiry, c.Source, c.EventID); dup || err != nil {
+	if dup, err := db.seenLocked(tx, st, expiry, dedupKey(c.Source, c.EventID)); dup || err != nil {
 		return Duplicate, err
 	}
 	cur, ok := st.devices[c.Key]

@@ -75,6 +75,12 @@ func dedupKey(source, eventID string) string {
 	return string(joinKeyParts(source, eventID))
 }
 
+// guardKey is the dedup key of a [Guard]. Its first part is empty, which
+// no source is, so it never equals a dedupKey.
+func guardKey(g Guard) string {
+	return string(joinKeyParts("", "guard", g.Issuer, g.ID))
+}
+
 type storedPosture struct {
 	EventID     string    `json:"event_id"`
 	Managed     bool      `json:"managed"`

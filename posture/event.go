@@ -9,12 +9,30 @@ import "time"
 type PostureEvent struct {
 	Key     DeviceKey
 	Posture Posture
+	// Guard, when set, names the delivery the event comes from (see
+	// [Guard]).
+	Guard Guard
 }
 
 // A RiskEvent is one source's risk verdict about one user, as a feed hands
 // it to [DB.ApplyRisk]. Risk.User must be lower-cased by the feed.
 type RiskEvent struct {
-	Risk UserRisk
+	Risk  UserRisk
+	Guard Guard // see [PostureEvent.Guard]
+}
+
+// A Guard names one delivery that causes several writes, of several kinds
+// and sources: an SSF Security Event Token, by its issuer and jti. The
+// first time the store commits a write with a given guard, every write
+// with that guard in the same request is applied as usual; a later
+// request with the same guard, within the dedup window of the request that
+// recorded it, has all those writes refused as [Duplicate], whatever their
+// own sources and event ids. A delivery is so applied at most once, even
+// when a sender reuses its id for other content. The zero Guard guards
+// nothing.
+type Guard struct {
+	Issuer string
+	ID     string
 }
 
 // Outcome is what the store did with one event.

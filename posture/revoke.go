@@ -61,6 +61,7 @@ type Revocation struct {
 // Revocation.EventID are the dedup key.
 type RevocationEvent struct {
 	Revocation Revocation
+	Guard      Guard // see [PostureEvent.Guard]
 }
 
 // revShard is one shard of a revocation index. Readers load the map

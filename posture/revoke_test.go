@@ -2,6 +2,7 @@ package posture
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -208,5 +209,61 @@ func TestBatchDedupTTL(t *testing.T) {
 	}
 	if res.Revocations[0] != Duplicate {
 		t.Errorf("replay after 3 days = %v, want duplicate", res.Revocations[0])
+	}
+}
+
+func TestBatchGuard(t *testing.T) {
+	c := &clock{t: t0}
+	dir := t.TempDir()
+	db := openTest(t, dir, c)
+	ctx := context.Background()
+	g := Guard{Issuer: "https://tx.example", ID: "jti-1"}
+	first := &Batch{
+		Revocations: []RevocationEvent{{Revocation: rev("jti-1", RevokeUser, "u", t0).Revocation, Guard: g}},
+		DedupTTL:    7 * 24 * time.Hour,
+	}
+	res, err := db.Apply(ctx, first)
+	if err != nil || res.Revocations[0] != Applied {
+		t.Fatalf("first delivery = %v, %v, want applied", res.Revocations, err)
+	}
+	// The same guard with other writes (another event type reusing the
+	// jti): every write is a duplicate, whatever its source and id.
+	replay := &Batch{
+		Postures: []PostureEvent{{Key: dev, Posture: ev("jti-1", "ssf:compliance", t0, NotCompliant).Posture, Guard: g}},
+		Risks:    []RiskEvent{{Risk: UserRisk{User: "u", Level: RiskHigh, Source: "ssf", EventID: "jti-1#2", ObservedAt: t0}, Guard: g}},
+		Guards:   []Guard{g},
+	}
+	res, err = db.Apply(ctx, replay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Guards[0] != Duplicate || res.Postures[0] != Duplicate || res.Risks[0] != Duplicate {
+		t.Errorf("replayed guard = %+v, want every outcome duplicate", res)
+	}
+	if db.Device(dev) != nil || db.Risk("u") != nil {
+		t.Error("a replayed delivery was applied")
+	}
+	// The same id from another issuer is another delivery.
+	other := Guard{Issuer: "https://other.example", ID: "jti-1"}
+	res, err = db.Apply(ctx, &Batch{Guards: []Guard{other}, Risks: []RiskEvent{
+		{Risk: UserRisk{User: "u", Level: RiskLow, Source: "ssf2", EventID: "jti-1", ObservedAt: t0}, Guard: other}}})
+	if err != nil || res.Guards[0] != Applied || res.Risks[0] != Applied {
+		t.Errorf("other issuer = %+v, %v, want applied", res, err)
+	}
+	// A guard recorded with no write is remembered, across a restart and
+	// past the store's own 24 h window when the batch asked for 7 days.
+	bare := Guard{Issuer: "https://tx.example", ID: "jti-2"}
+	if res, err := db.Apply(ctx, &Batch{Guards: []Guard{bare}, DedupTTL: 7 * 24 * time.Hour}); err != nil || res.Guards[0] != Applied {
+		t.Fatalf("bare guard = %+v, %v", res, err)
+	}
+	db.Close()
+	c.Set(t0.Add(3 * 24 * time.Hour))
+	db = openTest(t, dir, c)
+	res, err = db.Apply(ctx, &Batch{Revocations: []RevocationEvent{{Revocation: rev("x", RevokeUser, "v", t0).Revocation, Guard: bare}}})
+	if err != nil || res.Revocations[0] != Duplicate {
+		t.Errorf("write under a guard recorded 3 days ago = %v, %v, want duplicate", res.Revocations, err)
+	}
+	if _, err := db.Apply(ctx, &Batch{Guards: []Guard{{ID: "x"}}}); !errors.Is(err, ErrInvalidEvent) {
+		t.Errorf("guard without issuer: err = %v, want ErrInvalidEvent", err)
 	}
 }
