@@ -135,8 +135,13 @@ func (u *UniversalLogout) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		Subject *Subject `json:"subject"`
 		SubID   *Subject `json:"sub_id"`
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		u.reject(rw, r, http.StatusBadRequest, ReasonInvalidPayload, "the body is not a JSON object")
+	if err := decodeStrict(body, &req); err != nil {
+		detail := "the body is not a JSON object"
+		var ke *KeyError
+		if errors.As(err, &ke) {
+			detail = ke.Error()
+		}
+		u.reject(rw, r, http.StatusBadRequest, ReasonInvalidPayload, detail)
 		return
 	}
 	subj := req.SubID
@@ -212,8 +217,8 @@ func (u *UniversalLogout) verifyToken(ctx context.Context, tok string) (string, 
 		Iat float64         `json:"iat"`
 		JTI string          `json:"jti"`
 	}
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return "", errors.New("the claims are not a JSON object")
+	if err := decodeStrict(payload, &c); err != nil {
+		return "", fmt.Errorf("the claims are not a strict JSON object: %w", err)
 	}
 	var auds []string
 	var one string

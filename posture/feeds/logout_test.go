@@ -66,6 +66,8 @@ func TestUniversalLogout(t *testing.T) {
 		{"unknown user", "static-gtr-token", `{"sub_id":{"format":"iss_sub","iss":"https://acme.okta.com","sub":"00u1"}}`, 404, ""},
 		{"unknown format", "static-gtr-token", `{"sub_id":{"format":"carrier_pigeon"}}`, 400, ""},
 		{"not json", "static-gtr-token", `{`, 400, ""},
+		{"two subjects differing in case", "static-gtr-token", `{"sub_id":{"format":"email","email":"ann@acme.example"},"SUB_ID":{"format":"email","email":"bob@acme.example"}}`, 400, "bob@acme.example"},
+		{"duplicate email", "static-gtr-token", `{"subject":{"format":"email","email":"ann@acme.example","email":"bob@acme.example"}}`, 400, "bob@acme.example"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,7 +91,7 @@ func TestUniversalLogout(t *testing.T) {
 			}
 		})
 	}
-	if h := u.Health(); h.Accepted != 2 || h.Rejected != 7 {
+	if h := u.Health(); h.Accepted != 2 || h.Rejected != 9 {
 		t.Errorf("health = %+v", h)
 	}
 }

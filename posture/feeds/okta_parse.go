@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -49,9 +50,23 @@ type OktaActor struct {
 // [ParseOktaEvent].
 var ErrOktaPayload = errors.New("feeds: invalid Okta payload")
 
-// ParseOktaHook parses an event hook delivery's envelope. The events are
-// returned raw: each is parsed on its own with [ParseOktaEvent], so that
-// one bad event does not refuse the batch.
+// oktaHookShape is an event hook delivery as far as its member names are
+// checked: the envelope and, inside it, every event.
+type oktaHookShape struct {
+	EventType string `json:"eventType"`
+	Source    string `json:"source"`
+	EventID   string `json:"eventId"`
+	Data      *struct {
+		Events []OktaEvent `json:"events"`
+	} `json:"data"`
+}
+
+// ParseOktaHook parses an event hook delivery's envelope. The whole body,
+// events included, is held to the strict JSON rule ([decodeStrict]): a
+// duplicate member, or one whose name differs only in case from a member
+// the feed reads, refuses the delivery. The events are returned raw: each
+// is parsed on its own with [ParseOktaEvent], so that one semantically bad
+// event does not refuse the batch.
 func ParseOktaHook(body []byte) (*OktaDelivery, error) {
 	var raw struct {
 		EventType string `json:"eventType"`
@@ -62,7 +77,10 @@ func ParseOktaHook(body []byte) (*OktaDelivery, error) {
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrOktaPayload, err)
+		return nil, fmt.Errorf("%w: %w", ErrOktaPayload, err)
+	}
+	if err := checkStrict(body, reflect.TypeFor[oktaHookShape]()); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOktaPayload, err)
 	}
 	switch {
 	case raw.EventType != OktaEnvelopeType:
@@ -73,12 +91,12 @@ func ParseOktaHook(body []byte) (*OktaDelivery, error) {
 	return &OktaDelivery{EventType: raw.EventType, Source: raw.Source, EventID: raw.EventID, Events: raw.Data.Events}, nil
 }
 
-// ParseOktaEvent parses one System Log event; it must have a uuid, an
-// eventType and a published time.
+// ParseOktaEvent parses one System Log event, strictly ([decodeStrict]);
+// it must have a uuid, an eventType and a published time.
 func ParseOktaEvent(b []byte) (*OktaEvent, error) {
 	var ev OktaEvent
-	if err := json.Unmarshal(b, &ev); err != nil {
-		return nil, fmt.Errorf("%w: event: %v", ErrOktaPayload, err)
+	if err := decodeStrict(b, &ev); err != nil {
+		return nil, fmt.Errorf("%w: event: %w", ErrOktaPayload, err)
 	}
 	if ev.UUID == "" || ev.EventType == "" || ev.Published.IsZero() {
 		return nil, fmt.Errorf("%w: event lacks uuid, eventType or published", ErrOktaPayload)

@@ -142,7 +142,7 @@ func (o *OktaHook) fetchLogs(ctx context.Context, u string) ([]json.RawMessage, 
 		return nil, "", fmt.Errorf("%w: page larger than %d bytes", ErrOktaPoll, oktaMaxPage)
 	}
 	var events []json.RawMessage
-	if err := json.Unmarshal(b, &events); err != nil {
+	if err := decodeStrict(b, &events); err != nil {
 		return nil, "", fmt.Errorf("%w: decoding: %v", ErrOktaPoll, err)
 	}
 	return events, nextLink(resp.Header.Values("Link")), nil

@@ -211,6 +211,9 @@ func TestOktaDeliveries(t *testing.T) {
 		{"not json", oktaSecret, `{"eventType":`, 400, posture.RiskLow},
 		{"wrong envelope", oktaSecret, `{"eventType":"user.risk.detect","data":{"events":[]}}`, 400, posture.RiskLow},
 		{"no events", oktaSecret, `{"eventType":"com.okta.event_hook"}`, 400, posture.RiskLow},
+		// Strict JSON: a relay must not read another event than we do.
+		{"duplicate member", oktaSecret, oktaDelivery(strings.Replace(riskEvent("u5", t0.Add(time.Hour), "LOW", "HIGH"), `"uuid"`, `"uuid":"u6","uuid"`, 1)), 400, posture.RiskLow},
+		{"member in another case", oktaSecret, oktaDelivery(strings.Replace(riskEvent("u7", t0.Add(time.Hour), "LOW", "HIGH"), `"published"`, `"Published":"2020-01-01T00:00:00Z","published"`, 1)), 400, posture.RiskLow},
 		{"bad events skipped", oktaSecret, oktaDelivery(`{"uuid":1}`, `{"uuid":"x","eventType":"user.risk.detect","published":"2026-09-14T08:20:00Z","target":[{"type":"User","alternateId":"a@b"}],"debugContext":{"debugData":{"risk":"{level=SEVERE}"}}}`, `"str"`), 200, posture.RiskLow},
 	}
 	for _, s := range steps {
@@ -230,8 +233,13 @@ func TestOktaDeliveries(t *testing.T) {
 		t.Errorf("stored risk = %+v", r)
 	}
 	hl := h.hook.Health()
-	if hl.Accepted != 5 || hl.Rejected != 4 || hl.Ignored != 3 || hl.LastEvent.IsZero() {
-		t.Errorf("health = %+v, want 5 accepted, 4 rejected, 3 ignored", hl)
+	if hl.Accepted != 5 || hl.Rejected != 6 || hl.Ignored != 3 || hl.LastEvent.IsZero() {
+		t.Errorf("health = %+v, want 5 accepted, 6 rejected, 3 ignored", hl)
+	}
+	dup := oktaDelivery(riskEvent("u8", t0.Add(time.Hour), "LOW", "HIGH"))
+	dup = strings.Replace(dup, `"eventType"`, `"EventType":"x","eventType"`, 1)
+	if resp, body := h.do(http.MethodPost, oktaSecret, dup, nil); resp.StatusCode != 400 || !strings.Contains(body, `key \"EventType\"`) {
+		t.Errorf("envelope with eventType twice = %d %s, want 400 naming the key", resp.StatusCode, body)
 	}
 
 	// Lifecycle events revoke the user's sessions issued before them.

@@ -42,7 +42,8 @@ func invalid(format string, args ...any) *PayloadError {
 }
 
 // wireEvent is the JSON form of one event. Pointers tell "missing" from a
-// zero value; unknown members are ignored, known ones must have their type.
+// zero value; unknown members are ignored, known ones must have their type
+// and their exact name (see [decodeStrict]).
 type wireEvent struct {
 	Spec       *string         `json:"spec"`
 	EventID    *string         `json:"event_id"`
@@ -109,7 +110,7 @@ func parsePostureEvents(body []byte, now time.Time) ([]posture.PostureEvent, boo
 		return []posture.PostureEvent{e}, false, nil
 	}
 	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
+	if err := decodeStrict(body, &raws); err != nil {
 		return nil, true, jsonError("", err)
 	}
 	switch {
@@ -134,6 +135,10 @@ func parsePostureEvents(body []byte, now time.Time) ([]posture.PostureEvent, boo
 }
 
 func jsonError(prefix string, err error) *PayloadError {
+	var ke *KeyError
+	if errors.As(err, &ke) {
+		return invalid("%s%s", prefix, ke.Error())
+	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		if te.Field == "" {
@@ -166,7 +171,7 @@ func parseEvent(raw []byte, now time.Time) (posture.PostureEvent, error) {
 		return zero, invalid("an event must be a JSON object")
 	}
 	var w wireEvent
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if err := decodeStrict(raw, &w); err != nil {
 		return zero, jsonError("", err)
 	}
 	switch {

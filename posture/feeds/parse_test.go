@@ -56,6 +56,17 @@ func TestParsePostureEvents(t *testing.T) {
 		{name: "control character", body: strings.Replace(obj(`,"compliant":true`), `"d1"`, `"d\u0000"`, 1), reason: ReasonInvalidPayload, detail: "control character"},
 		{name: "future", body: strings.Replace(obj(`,"compliant":true`), `08:19:55Z`, `08:31:00Z`, 1), reason: ReasonFutureObserved},
 		{name: "slightly future", body: strings.Replace(obj(`,"compliant":true`), `08:19:55Z`, `08:24:00Z`, 1)},
+		// Issue 16 item 8: a relay that reads names case-insensitively, or
+		// keeps the first duplicate, must not see another event.
+		{name: "duplicate and case-folded names", body: obj(`,"compliant":true,"Compliant":false,"STATE":"lost"`), reason: ReasonInvalidPayload,
+			detail: `duplicate key "Compliant" (it differs from "compliant" only in case)`},
+		{name: "duplicate name", body: obj(`,"compliant":true,"compliant":false`), reason: ReasonInvalidPayload, detail: `duplicate key "compliant"`},
+		{name: "known name in another case", body: obj(`,"compliant":true,"STATE":"lost"`), reason: ReasonInvalidPayload,
+			detail: `unknown key "STATE" (names are case-sensitive: "state")`},
+		{name: "nested duplicate", body: strings.Replace(obj(`,"compliant":true`), `{"id":"d1"}`, `{"id":"d1","id":"d2"}`, 1), reason: ReasonInvalidPayload,
+			detail: `device: duplicate key "id"`},
+		{name: "duplicate in a batch", body: "[" + obj(`,"compliant":true,"compliant":false`) + "]", reason: ReasonInvalidPayload,
+			detail: `[0]: duplicate key "compliant"`},
 	}
 	now := time.Date(2026, 9, 14, 8, 20, 0, 0, time.UTC)
 	for _, tt := range tests {
