@@ -1,7 +1,6 @@
 package feeds
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/rsa"
@@ -10,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -55,9 +55,28 @@ type SET struct {
 	IssuedAt time.Time
 	Audience []string
 	TxN      string
-	SubID    *Subject // top-level sub_id, may be nil
-	// Events maps each event type URI to its event object.
+	SubID    *Subject // top-level sub_id; nil when the event has a subject
+	// Events maps the event type URI to its event object: exactly one.
 	Events map[string]json.RawMessage
+
+	eventType string    // the one event's type URI
+	event     caepEvent // the one event, decoded strictly
+}
+
+// setClaims are a SET's claims as far as their names are checked
+// ([checkStrict]): the registered claims and SSF's sub_id and events.
+type setClaims struct {
+	Iss    json.RawMessage            `json:"iss"`
+	Sub    json.RawMessage            `json:"sub"`
+	Aud    json.RawMessage            `json:"aud"`
+	Iat    json.RawMessage            `json:"iat"`
+	Exp    json.RawMessage            `json:"exp"`
+	Nbf    json.RawMessage            `json:"nbf"`
+	JTI    json.RawMessage            `json:"jti"`
+	Toe    json.RawMessage            `json:"toe"`
+	TxN    json.RawMessage            `json:"txn"`
+	SubID  *Subject                   `json:"sub_id"`
+	Events map[string]json.RawMessage `json:"events"`
 }
 
 // setVerifier checks SETs against one transmitter.
@@ -116,9 +135,11 @@ func (v *setVerifier) verify(ctx context.Context, token string) (*SET, *SETError
 
 func (v *setVerifier) claims(payload []byte) (*SET, *SETError) {
 	var c map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if err := dec.Decode(&c); err != nil || c == nil {
+	if err := json.Unmarshal(payload, &c); err != nil || c == nil {
 		return nil, setErr(SETInvalidRequest, "the claims are not a JSON object")
+	}
+	if err := checkStrict(payload, reflect.TypeFor[setClaims]()); err != nil {
+		return nil, setErr(SETInvalidRequest, "claims: %v", err)
 	}
 	if _, ok := c["sub"]; ok {
 		return nil, setErr(SETInvalidRequest, "sub must not be present in a SET (use sub_id)")
@@ -161,12 +182,45 @@ func (v *setVerifier) claims(payload []byte) (*SET, *SETError) {
 	if json.Unmarshal(c["events"], &s.Events) != nil || len(s.Events) == 0 {
 		return nil, setErr(SETInvalidRequest, "events is missing or empty")
 	}
-	for uri, ev := range s.Events {
-		if len(ev) == 0 || ev[0] != '{' {
+	if len(s.Events) != 1 {
+		// SSF 1.0: a SET carries exactly one event. Applying several
+		// would let one signed token stand for events its issuer never
+		// sent together.
+		return nil, setErr(SETInvalidRequest, "events holds %d events; a SET carries exactly one", len(s.Events))
+	}
+	for uri, raw := range s.Events {
+		if len(raw) == 0 || raw[0] != '{' {
 			return nil, setErr(SETInvalidRequest, "event %q is not an object", clip(uri))
 		}
+		s.eventType = uri
+		var err error
+		if knownEvent(uri) {
+			err = decodeStrict(raw, &s.event)
+		} else {
+			// Only the subject of an event type we do not act on is read.
+			var ev struct {
+				Subject *Subject `json:"subject"`
+			}
+			err = decodeStrict(raw, &ev)
+			s.event.Subject = ev.Subject
+		}
+		if err != nil {
+			return nil, setErr(SETInvalidRequest, "event %q: %v", clip(uri), err)
+		}
+	}
+	if s.event.Subject != nil && s.event.Subject.Format == "" {
+		return nil, setErr(SETInvalidRequest, "the event's subject is not a subject identifier")
+	}
+	if s.SubID == nil && s.event.Subject == nil {
+		return nil, setErr(SETInvalidRequest, "sub_id is missing, and the event has no subject")
 	}
 	return &s, nil
+}
+
+// knownEvent reports whether the receiver reads the members of events of
+// type uri.
+func knownEvent(uri string) bool {
+	return uri == EventVerification || uri == EventStreamUpdated || contains(SSFEventTypes, uri)
 }
 
 // keyRefetchInterval bounds JWKS fetches caused by unknown kids.

@@ -218,85 +218,99 @@ func (s *SSF) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // control handles the SSF verification and stream-updated events of a
 // verified SET.
 func (s *SSF) control(set *SET) *SETError {
-	for uri, raw := range set.Events {
-		var ev caepEvent
-		json.Unmarshal(raw, &ev)
-		switch uri {
-		case EventVerification:
-			s.mu.Lock()
-			pending := s.state
-			if pending != "" && ev.State != pending {
-				s.mu.Unlock()
-				return setErr(SETInvalidState, "the verification state does not match the one requested")
-			}
-			if pending != "" {
-				s.state = ""
-				s.stream.Verified = true
-				s.stream.LastVerification = s.now()
-			}
+	ev := &set.event
+	switch set.eventType {
+	case EventVerification:
+		s.mu.Lock()
+		pending := s.state
+		if pending != "" && ev.State != pending {
 			s.mu.Unlock()
-			s.log.Info("ssf verification event received", "jti", set.JTI, "requested", pending != "")
-		case EventStreamUpdated:
-			s.mu.Lock()
-			s.stream.Status = clipN(ev.Status, 32)
-			s.mu.Unlock()
-			s.log.Warn("ssf stream status changed", "status", clipN(ev.Status, 32), "reason", clipN(ev.Reason, 256))
+			return setErr(SETInvalidState, "the verification state does not match the one requested")
 		}
+		if pending != "" {
+			s.state = ""
+			s.stream.Verified = true
+			s.stream.LastVerification = s.now()
+		}
+		s.mu.Unlock()
+		s.log.Info("ssf verification event received", "jti", set.JTI, "requested", pending != "")
+	case EventStreamUpdated:
+		s.mu.Lock()
+		s.stream.Status = clipN(ev.Status, 32)
+		s.mu.Unlock()
+		s.log.Warn("ssf stream status changed", "status", clipN(ev.Status, 32), "reason", clipN(ev.Reason, 256))
 	}
 	return nil
 }
 
 // store maps verified SETs to the store and commits them in one
-// transaction, returning how many store events were written.
+// transaction, returning how many store events were written. Each SET's
+// (iss, jti) guards all of its writes (see [posture.Guard]): a SET whose
+// jti was seen in the last 7 days changes nothing, whatever its event.
 func (s *SSF) store(ctx context.Context, sets []*SET) (int, error) {
 	var b posture.Batch
 	b.DedupTTL = JTITTL
-	ignored := 0
+	type mapped struct {
+		set    *SET
+		writes ssfWrites
+	}
+	var todo []mapped
 	now := s.now()
 	for _, set := range sets {
 		if now.Sub(set.IssuedAt) > JTITTL {
 			s.ignore("stale", set)
-			ignored++
 			continue
 		}
 		w := s.mapSET(set)
-		for _, reason := range w.ignored {
-			s.ignore(reason, set)
-		}
-		ignored += len(w.ignored)
+		todo = append(todo, mapped{set, w})
+		b.Guards = append(b.Guards, set.guard())
 		b.Postures = append(b.Postures, w.postures...)
 		b.Risks = append(b.Risks, w.risks...)
 		b.Revocations = append(b.Revocations, w.revs...)
 		b.Clears = append(b.Clears, w.clears...)
-		if s.log.Enabled(ctx, slog.LevelInfo) && w.n() > 0 {
-			s.log.Info("ssf event", "jti", set.JTI, "txn", set.TxN, "events", eventNames(set), "writes", w.n())
-		}
 	}
-	n := len(b.Postures) + len(b.Risks) + len(b.Revocations) + len(b.Clears)
-	if n == 0 {
+	if len(todo) == 0 {
 		return 0, nil
 	}
+	n := len(b.Postures) + len(b.Risks) + len(b.Revocations) + len(b.Clears)
 	res, err := s.db.Apply(ctx, &b)
 	if err != nil {
 		s.log.Error("feed events not stored", "events", n, "err", err)
 		s.health.fail("store: "+err.Error(), s.now())
 		return 0, err
 	}
-	for _, outs := range [][]posture.Outcome{res.Postures, res.Risks, res.Revocations, res.Clears} {
-		for _, o := range outs {
-			s.m.events.WithLabelValues(s.name, o.String()).Inc()
+	for i, m := range todo {
+		if res.Guards[i] == posture.Duplicate {
+			s.m.events.WithLabelValues(s.name, posture.Duplicate.String()).Inc()
+			s.log.Info("ssf SET already received", "jti", m.set.JTI, "event_type", eventName(m.set))
+			continue
+		}
+		for _, reason := range m.writes.ignored {
+			s.ignore(reason, m.set)
+		}
+		if m.writes.n() > 0 {
+			s.log.Info("ssf event", "jti", m.set.JTI, "txn", m.set.TxN, "event_type", eventName(m.set), "writes", m.writes.n())
 		}
 	}
-	s.health.stored(n, s.now())
+	for _, outs := range [][]posture.Outcome{res.Postures, res.Risks, res.Revocations, res.Clears} {
+		for _, o := range outs {
+			if o != posture.Duplicate {
+				s.m.events.WithLabelValues(s.name, o.String()).Inc()
+			}
+		}
+	}
+	s.health.stored(len(todo), s.now())
 	return n, nil
 }
 
-func eventNames(set *SET) []string {
-	out := make([]string, 0, len(set.Events))
-	for uri := range set.Events {
-		out = append(out, uri[strings.LastIndexByte(uri, '/')+1:])
-	}
-	return out
+// guard is the SET's dedup guard: its issuer and jti.
+func (set *SET) guard() posture.Guard {
+	return posture.Guard{Issuer: set.Issuer, ID: set.JTI}
+}
+
+// eventName is the last path segment of the SET's event type.
+func eventName(set *SET) string {
+	return set.eventType[strings.LastIndexByte(set.eventType, '/')+1:]
 }
 
 // ignore counts an event accepted but not acted on. An unknown subject is
@@ -307,7 +321,7 @@ func eventNames(set *SET) []string {
 func (s *SSF) ignore(reason string, set *SET) {
 	s.health.ignore(1)
 	s.m.ignored.WithLabelValues(s.name, reason).Inc()
-	s.log.Info("ssf event ignored", "reason", reason, "jti", set.JTI, "events", eventNames(set))
+	s.log.Info("ssf event ignored", "reason", reason, "jti", set.JTI, "event_type", eventName(set))
 }
 
 // refuse answers with an RFC 8935 error body, counts and logs it.

@@ -1,7 +1,6 @@
 package feeds
 
 import (
-	"encoding/json"
 	"math"
 	"strings"
 	"time"
@@ -68,8 +67,25 @@ type ssfWrites struct {
 
 func (w *ssfWrites) n() int { return len(w.postures) + len(w.risks) + len(w.revs) + len(w.clears) }
 
-// mapSET turns a verified SET's events into store writes. Verification
-// and stream-updated events are handled by the caller and skipped here.
+// guard puts every write under g, the SET's (iss, jti).
+func (w *ssfWrites) guard(g posture.Guard) {
+	for i := range w.postures {
+		w.postures[i].Guard = g
+	}
+	for i := range w.risks {
+		w.risks[i].Guard = g
+	}
+	for i := range w.revs {
+		w.revs[i].Guard = g
+	}
+	for i := range w.clears {
+		w.clears[i].Guard = g
+	}
+}
+
+// mapSET turns a verified SET's event into store writes, all under the
+// SET's guard. Verification and stream-updated events are handled by the
+// caller and skipped here.
 func (s *SSF) mapSET(set *SET) ssfWrites {
 	var w ssfWrites
 	seq := 0
@@ -80,136 +96,137 @@ func (s *SSF) mapSET(set *SET) ssfWrites {
 		}
 		return set.JTI + "#" + itoa(seq)
 	}
-	for uri, raw := range set.Events {
-		if uri == EventVerification || uri == EventStreamUpdated {
-			continue
-		}
-		if !contains(SSFEventTypes, uri) {
-			w.ignored = append(w.ignored, "unknown_event")
-			continue
-		}
-		var ev caepEvent
-		if json.Unmarshal(raw, &ev) != nil {
-			w.ignored = append(w.ignored, "malformed_event")
-			continue
-		}
-		subj := set.SubID
-		if subj == nil {
-			subj = ev.Subject
-		}
-		if criticalUnknown(subj, s.critical()) {
-			w.ignored = append(w.ignored, "critical_subject_member")
-			continue
-		}
-		at, cutoff := set.IssuedAt, set.IssuedAt.Add(time.Second)
-		if ts := ev.EventTimestamp; ts > 0 && ts < 1e11 {
-			sec, frac := math.Modf(ts)
-			at = time.Unix(int64(sec), int64(frac*1e9)).UTC()
-			cutoff = at
-			if frac == 0 {
-				// A whole-second time says only "during that second": a
-				// revocation must cover the whole of it (fail closed).
-				cutoff = at.Add(time.Second)
-			}
-		}
-		asDevice := uri == EventRiskLevelChange && strings.EqualFold(ev.Principal, "DEVICE")
-		r := s.subjects.resolve(subj, asDevice)
-		if r.empty() {
-			w.ignored = append(w.ignored, "unknown_subject")
-			continue
-		}
-		reasons := []string{uri[strings.LastIndexByte(uri, '/')+1:]}
-		revokeUser := func() bool {
-			if r.user == "" {
-				return false
-			}
-			w.revs = append(w.revs, posture.RevocationEvent{Revocation: posture.Revocation{
-				Kind: posture.RevokeUser, User: r.user, Before: cutoff, Reasons: reasons,
-				Source: s.name, EventID: id(), ObservedAt: at,
-			}})
-			return true
-		}
-		revokeDevice := func() bool {
-			if r.device.ID == "" {
-				return false
-			}
-			w.revs = append(w.revs, posture.RevocationEvent{Revocation: posture.Revocation{
-				Kind: posture.RevokeDevice, Device: r.device, User: r.user, Before: cutoff, Reasons: reasons,
-				Source: s.name, EventID: id(), ObservedAt: at,
-			}})
-			return true
-		}
-		acted := false
-		switch uri {
-		case EventSessionRevoked, EventSessionsRevoked:
-			// A complex subject's members narrow one principal: a session
-			// member names that session only.
-			if r.session != "" {
-				w.revs = append(w.revs, posture.RevocationEvent{Revocation: posture.Revocation{
-					Kind: posture.RevokeSession, Session: r.session, User: r.user, Before: cutoff, Reasons: reasons,
-					Source: s.name, EventID: id(), ObservedAt: at,
-				}})
-				acted = true
-			} else {
-				acted = revokeUser() || revokeDevice()
-			}
-		case EventCredentialChange:
-			acted = revokeUser()
-			if ev.CredentialType == "x509" && ev.ChangeType == "revoke" {
-				acted = revokeDevice() || acted
-			}
-		case EventAssuranceLevelChange:
-			// A decrease means the session no longer meets the assurance
-			// it was issued with: the user must sign in (step up) again.
-			if ev.ChangeDirection == "increase" {
-				w.ignored = append(w.ignored, "informational")
-				continue
-			}
-			acted = revokeUser()
-		case EventTokenClaimsChange:
-			// Claims are fixed in a session when it is issued; a new
-			// sign-in picks up the new ones.
-			acted = revokeUser()
-		case EventAccountDisabled, EventAccountPurged:
-			acted = revokeUser()
-		case EventCredentialCompromise:
-			acted = revokeUser()
-			if r.user != "" {
-				w.risks = append(w.risks, posture.RiskEvent{Risk: posture.UserRisk{
-					User: r.user, Level: posture.RiskHigh, Reasons: reasons, Source: s.name, EventID: id(), ObservedAt: at,
-				}})
-			}
-		case EventDeviceComplianceChange:
-			acted = s.deviceRecord(&w, r.device, at, id, ev.CurrentStatus == "compliant", func(p *posture.Posture) {
-				p.Compliance = posture.NotCompliant
-			}, ":compliance")
-		case EventRiskLevelChange:
-			level, ok := posture.ParseRiskLevel(strings.ToLower(ev.CurrentLevel))
-			if !ok || level == posture.RiskUnknown {
-				w.ignored = append(w.ignored, "unknown_level")
-				continue
-			}
-			switch {
-			case asDevice:
-				threat := map[posture.RiskLevel]posture.ThreatLevel{posture.RiskMedium: posture.ThreatMedium, posture.RiskHigh: posture.ThreatHigh}[level]
-				acted = s.deviceRecord(&w, r.device, at, id, level == posture.RiskLow, func(p *posture.Posture) {
-					p.Threat = threat
-				}, ":risk")
-			case r.user != "":
-				if ev.RiskReason != "" {
-					reasons = append(reasons, clipN(ev.RiskReason, 256))
-				}
-				w.risks = append(w.risks, posture.RiskEvent{Risk: posture.UserRisk{
-					User: r.user, Level: level, Reasons: reasons, Source: s.name, EventID: id(), ObservedAt: at,
-				}})
-				acted = true
-			}
-		}
-		if !acted {
-			w.ignored = append(w.ignored, "unknown_subject")
+	s.mapEvent(&w, set, id)
+	w.guard(set.guard())
+	return w
+}
+
+// mapEvent adds the writes of a SET's one event to w, or the reason it
+// is not acted on.
+func (s *SSF) mapEvent(w *ssfWrites, set *SET, id func() string) {
+	uri, ev := set.eventType, &set.event
+	if uri == EventVerification || uri == EventStreamUpdated {
+		return
+	}
+	if !contains(SSFEventTypes, uri) {
+		w.ignored = append(w.ignored, "unknown_event")
+		return
+	}
+	subj := set.SubID
+	if subj == nil {
+		subj = ev.Subject
+	}
+	if criticalUnknown(subj, s.critical()) {
+		w.ignored = append(w.ignored, "critical_subject_member")
+		return
+	}
+	at, cutoff := set.IssuedAt, set.IssuedAt.Add(time.Second)
+	if ts := ev.EventTimestamp; ts > 0 && ts < 1e11 {
+		sec, frac := math.Modf(ts)
+		at = time.Unix(int64(sec), int64(frac*1e9)).UTC()
+		cutoff = at
+		if frac == 0 {
+			// A whole-second time says only "during that second": a
+			// revocation must cover the whole of it (fail closed).
+			cutoff = at.Add(time.Second)
 		}
 	}
-	return w
+	asDevice := uri == EventRiskLevelChange && strings.EqualFold(ev.Principal, "DEVICE")
+	r := s.subjects.resolve(subj, asDevice)
+	if r.empty() {
+		w.ignored = append(w.ignored, "unknown_subject")
+		return
+	}
+	reasons := []string{uri[strings.LastIndexByte(uri, '/')+1:]}
+	revokeUser := func() bool {
+		if r.user == "" {
+			return false
+		}
+		w.revs = append(w.revs, posture.RevocationEvent{Revocation: posture.Revocation{
+			Kind: posture.RevokeUser, User: r.user, Before: cutoff, Reasons: reasons,
+			Source: s.name, EventID: id(), ObservedAt: at,
+		}})
+		return true
+	}
+	revokeDevice := func() bool {
+		if r.device.ID == "" {
+			return false
+		}
+		w.revs = append(w.revs, posture.RevocationEvent{Revocation: posture.Revocation{
+			Kind: posture.RevokeDevice, Device: r.device, User: r.user, Before: cutoff, Reasons: reasons,
+			Source: s.name, EventID: id(), ObservedAt: at,
+		}})
+		return true
+	}
+	acted := false
+	switch uri {
+	case EventSessionRevoked, EventSessionsRevoked:
+		// A complex subject's members narrow one principal: a session
+		// member names that session only.
+		if r.session != "" {
+			w.revs = append(w.revs, posture.RevocationEvent{Revocation: posture.Revocation{
+				Kind: posture.RevokeSession, Session: r.session, User: r.user, Before: cutoff, Reasons: reasons,
+				Source: s.name, EventID: id(), ObservedAt: at,
+			}})
+			acted = true
+		} else {
+			acted = revokeUser() || revokeDevice()
+		}
+	case EventCredentialChange:
+		acted = revokeUser()
+		if ev.CredentialType == "x509" && ev.ChangeType == "revoke" {
+			acted = revokeDevice() || acted
+		}
+	case EventAssuranceLevelChange:
+		// A decrease means the session no longer meets the assurance
+		// it was issued with: the user must sign in (step up) again.
+		if ev.ChangeDirection == "increase" {
+			w.ignored = append(w.ignored, "informational")
+			return
+		}
+		acted = revokeUser()
+	case EventTokenClaimsChange:
+		// Claims are fixed in a session when it is issued; a new
+		// sign-in picks up the new ones.
+		acted = revokeUser()
+	case EventAccountDisabled, EventAccountPurged:
+		acted = revokeUser()
+	case EventCredentialCompromise:
+		acted = revokeUser()
+		if r.user != "" {
+			w.risks = append(w.risks, posture.RiskEvent{Risk: posture.UserRisk{
+				User: r.user, Level: posture.RiskHigh, Reasons: reasons, Source: s.name, EventID: id(), ObservedAt: at,
+			}})
+		}
+	case EventDeviceComplianceChange:
+		acted = s.deviceRecord(w, r.device, at, id, ev.CurrentStatus == "compliant", func(p *posture.Posture) {
+			p.Compliance = posture.NotCompliant
+		}, ":compliance")
+	case EventRiskLevelChange:
+		level, ok := posture.ParseRiskLevel(strings.ToLower(ev.CurrentLevel))
+		if !ok || level == posture.RiskUnknown {
+			w.ignored = append(w.ignored, "unknown_level")
+			return
+		}
+		switch {
+		case asDevice:
+			threat := map[posture.RiskLevel]posture.ThreatLevel{posture.RiskMedium: posture.ThreatMedium, posture.RiskHigh: posture.ThreatHigh}[level]
+			acted = s.deviceRecord(w, r.device, at, id, level == posture.RiskLow, func(p *posture.Posture) {
+				p.Threat = threat
+			}, ":risk")
+		case r.user != "":
+			if ev.RiskReason != "" {
+				reasons = append(reasons, clipN(ev.RiskReason, 256))
+			}
+			w.risks = append(w.risks, posture.RiskEvent{Risk: posture.UserRisk{
+				User: r.user, Level: level, Reasons: reasons, Source: s.name, EventID: id(), ObservedAt: at,
+			}})
+			acted = true
+		}
+	}
+	if !acted {
+		w.ignored = append(w.ignored, "unknown_subject")
+	}
 }
 
 // deviceRecord writes or clears this feed's record about a device. SSF

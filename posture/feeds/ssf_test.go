@@ -170,6 +170,20 @@ func (tx *transmitter) sign(claims map[string]any) string {
 	return out
 }
 
+// signRaw signs claims given as JSON text, for claims a map cannot hold
+// (duplicate names).
+func (tx *transmitter) signRaw(claims string) string {
+	tx.mu.Lock()
+	s := tx.signer
+	tx.mu.Unlock()
+	obj, err := s.Sign([]byte(claims))
+	if err != nil {
+		tx.t.Fatal(err)
+	}
+	out, _ := obj.CompactSerialize()
+	return out
+}
+
 var jtiSeq atomic.Int64
 
 // claims builds a SET's claims for one event.
@@ -427,6 +441,15 @@ func TestSSFRefusals(t *testing.T) {
 		{"sub present", set("sub", "00u9k2mQ7dLxYzP1h0g7"), SETInvalidRequest},
 		{"no jti", set("jti", nil), SETInvalidRequest},
 		{"no events", set("events", map[string]any{}), SETInvalidRequest},
+		{"two events", set("events", map[string]any{EventSessionsRevoked: map[string]any{}, EventAccountDisabled: map[string]any{}}), SETInvalidRequest},
+		{"no sub_id and no subject", set("sub_id", nil), SETInvalidRequest},
+		{"subject without a format", set("sub_id", nil, "events", map[string]any{EventSessionsRevoked: map[string]any{"subject": map[string]any{"email": "a@b"}}}), SETInvalidRequest},
+		{"claim names differing in case", set("Events", map[string]any{EventAccountDisabled: map[string]any{}}), SETInvalidRequest},
+		{"duplicate claim", h.tx.signRaw(fmt.Sprintf(`{"iss":%q,"jti":"dup-1","jti":"dup-2","iat":%d,"aud":"https://pep.acme.example/ssf","sub_id":{"format":"email","email":"j.doe@acme.example"},"events":{%q:{}}}`,
+			h.tx.srv.URL, h.now.Unix(), EventSessionsRevoked)), SETInvalidRequest},
+		{"event members differing in case", set("events", map[string]any{EventRiskLevelChange: map[string]any{"principal": "USER", "current_level": "HIGH", "Current_Level": "LOW"}}), SETInvalidRequest},
+		{"event member in another case", set("events", map[string]any{EventRiskLevelChange: map[string]any{"Principal": "USER", "current_level": "HIGH"}}), SETInvalidRequest},
+		{"sub_id member in another case", set("sub_id", map[string]any{"format": "email", "Email": "j.doe@acme.example"}), SETInvalidRequest},
 		{"encrypted", "a.b.c.d.e", SETInvalidKey},
 		{"garbage", "not a jwt", SETInvalidRequest},
 	}
@@ -487,6 +510,58 @@ func TestSSFRefusals(t *testing.T) {
 }
 
 func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+
+// TestSSFReplayByIssuerAndJTI: a SET is one (iss, jti). A SET that
+// reuses an earlier jti with another event type is a replay and changes
+// nothing; the same jti from another issuer is another SET.
+func TestSSFReplayByIssuerAndJTI(t *testing.T) {
+	h := newSSFHarness(t, "push")
+	dk := posture.DeviceKey{CA: "ivanti", ID: "7c2e8f4a"}
+	first := h.tx.claims(h.now, jdoe, EventRiskLevelChange, map[string]any{"principal": "USER", "current_level": "LOW"})
+	if s, e := h.push(h.tx.sign(first)); s != 202 {
+		t.Fatalf("first SET = %d %+v", s, e)
+	}
+	reuse := h.tx.claims(h.now, devSubj, EventDeviceComplianceChange, map[string]any{"previous_status": "compliant", "current_status": "not-compliant"})
+	reuse["jti"] = first["jti"]
+	if s, e := h.push(h.tx.sign(reuse)); s != 202 {
+		t.Fatalf("SET reusing the jti = %d %+v, want 202 (a replay is acknowledged)", s, e)
+	}
+	if d := h.db.Device(dk); d != nil {
+		t.Errorf("a SET reusing an earlier jti with another event type was applied: %+v", d)
+	}
+	if h.db.Risk("j.doe@acme.example") == nil {
+		t.Error("the first SET was not applied")
+	}
+
+	// A second SSF feed, another transmitter, on the same store.
+	tx2 := newTransmitter(t)
+	tok := filepath.Join(h.dir, "tok2")
+	os.WriteFile(tok, []byte(ssfToken+"\n"), 0o600)
+	cfg := h.cfg
+	cfg.Name, cfg.Issuer, cfg.AuthorizationFile, cfg.Path = "ssf2", tx2.srv.URL, tok, ""
+	s2, err := NewSSF(cfg, h.db, Options{Registry: prometheus.NewRegistry(), Now: h.clock, HTTPClient: tx2.srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2 := httptest.NewServer(s2)
+	defer srv2.Close()
+	other := tx2.claims(h.now, devSubj, EventDeviceComplianceChange, map[string]any{"previous_status": "compliant", "current_status": "not-compliant"})
+	other["jti"] = first["jti"]
+	req, _ := http.NewRequest(http.MethodPost, srv2.URL, strings.NewReader(tx2.sign(other)))
+	req.Header.Set("Content-Type", "application/secevent+jwt")
+	req.Header.Set("Authorization", "Bearer "+ssfToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		t.Fatalf("the same jti from another issuer = %d, want 202", resp.StatusCode)
+	}
+	if d := h.db.Device(dk); d == nil || d.Records[0].Source != "ssf2:compliance" {
+		t.Errorf("the same jti from another issuer was not applied: %+v", d)
+	}
+}
 
 func TestSSFKeyRotation(t *testing.T) {
 	h := newSSFHarness(t, "push")
