@@ -125,7 +125,7 @@ func BenchmarkSSFVerify(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := h.ssf.verifier.verify(ctx, tok); err != nil {
+		if _, err := h.ssf.verifier.verify(ctx, tok, h.now); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -102,6 +102,7 @@ func (u *UniversalLogout) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		u.reject(rw, r, http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "use POST")
 		return
 	}
+	arrived := u.now()
 	tok, ok := bearer(r.Header.Get("Authorization"))
 	var jti string
 	switch {
@@ -110,7 +111,15 @@ func (u *UniversalLogout) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	case matchSecret(u.secrets, tok):
 	case u.issuer != "":
 		var err error
-		if jti, err = u.verifyToken(r.Context(), tok); err != nil {
+		if jti, err = u.verifyToken(r.Context(), tok, arrived); err != nil {
+			var retry *keyRetryError
+			if errors.As(err, &retry) {
+				// The issuer's key cannot be had yet (a rotation): ask
+				// for a retry rather than refuse a logout for good.
+				rw.Header().Set("Retry-After", retryAfter(retry.After))
+				u.reject(rw, r, http.StatusServiceUnavailable, ReasonKeyUnavailable, "the token's signing key cannot be had yet; retry later")
+				return
+			}
 			u.log.Warn("universal logout token refused", "err", err)
 			ok = false
 		}
@@ -187,7 +196,7 @@ func knownFormat(f string) bool {
 }
 
 // verifyToken checks a signed Universal Logout token and returns its jti.
-func (u *UniversalLogout) verifyToken(ctx context.Context, tok string) (string, error) {
+func (u *UniversalLogout) verifyToken(ctx context.Context, tok string, arrived time.Time) (string, error) {
 	if len(tok) > maxSET || strings.Count(tok, ".") != 2 {
 		return "", errors.New("not a compact JWS")
 	}
@@ -200,7 +209,7 @@ func (u *UniversalLogout) verifyToken(ctx context.Context, tok string) (string, 
 	if strings.TrimPrefix(strings.ToLower(typ), "application/") != LogoutTokenType || h.JSONWebKey != nil {
 		return "", errors.New("typ must be " + LogoutTokenType)
 	}
-	key, err := u.keys.key(ctx, h.KeyID, h.Algorithm)
+	key, err := u.keys.key(ctx, h.KeyID, h.Algorithm, arrived)
 	if err != nil {
 		return "", err
 	}

@@ -27,6 +27,7 @@ const (
 	ReasonBadChallenge     = "feed.bad_challenge"      // 400: an Okta verification GET without a usable challenge
 	ReasonBadSubject       = "feed.bad_subject"        // 400: a Universal Logout subject that is missing or malformed
 	ReasonUnknownUser      = "feed.unknown_user"       // 404: a Universal Logout subject that names no user of ours
+	ReasonKeyUnavailable   = "feed.key_unavailable"    // 503: a token's signing key cannot be had yet; retry
 )
 
 var reasonTitles = map[string]string{
@@ -47,6 +48,7 @@ var reasonTitles = map[string]string{
 	ReasonBadChallenge:     "Bad verification challenge",
 	ReasonBadSubject:       "Bad subject",
 	ReasonUnknownUser:      "Unknown user",
+	ReasonKeyUnavailable:   "Signing key not available yet",
 }
 
 // problemTypePrefix + reason is the problem document's type URI.

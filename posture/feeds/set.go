@@ -33,6 +33,10 @@ const (
 type SETError struct {
 	Code        string `json:"err"`
 	Description string `json:"description"`
+	// RetryAfter, when set, says the SET was not refused for what it is
+	// but for a passing condition (its key cannot be had yet): it is to be
+	// delivered again after that long, not reported as an error.
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (e *SETError) Error() string { return "feeds: SET refused: " + e.Code + ": " + e.Description }
@@ -89,8 +93,10 @@ type setVerifier struct {
 }
 
 // verify checks a compact SET's header, signature and claims, in that
-// order; no claim is read before the signature verifies.
-func (v *setVerifier) verify(ctx context.Context, token string) (*SET, *SETError) {
+// order; no claim is read before the signature verifies. arrived is when
+// the SET reached the gateway. A SET whose key cannot be had yet is
+// refused with RetryAfter set: the sender is to deliver it again.
+func (v *setVerifier) verify(ctx context.Context, token string, arrived time.Time) (*SET, *SETError) {
 	token = strings.TrimSpace(token)
 	if len(token) > maxSET {
 		return nil, setErr(SETInvalidRequest, "the SET is larger than %d bytes", maxSET)
@@ -122,9 +128,16 @@ func (v *setVerifier) verify(ctx context.Context, token string) (*SET, *SETError
 	if h.JSONWebKey != nil {
 		return nil, setErr(SETInvalidKey, "embedded jwk headers are not trusted")
 	}
-	key, err := v.keys.key(ctx, h.KeyID, h.Algorithm)
+	key, err := v.keys.key(ctx, h.KeyID, h.Algorithm, arrived)
 	if err != nil {
-		return nil, setErr(SETInvalidKey, "%v", err)
+		e := setErr(SETInvalidKey, "%v", err)
+		var retry *keyRetryError
+		if errors.As(err, &retry) {
+			e.RetryAfter = retry.After
+		} else {
+			e.RetryAfter = keyRefetchMin // the request ended: try again
+		}
+		return nil, e
 	}
 	payload, err := jws.Verify(key)
 	if err != nil {
@@ -223,45 +236,95 @@ func knownEvent(uri string) bool {
 	return uri == EventVerification || uri == EventStreamUpdated || contains(SSFEventTypes, uri)
 }
 
-// keyRefetchInterval bounds JWKS fetches caused by unknown kids.
-const keyRefetchInterval = 30 * time.Second
+// keyRefetchMin is the least time between two JWKS fetches that unknown
+// kids cause. It protects the transmitter from a flood of tokens with
+// made-up kids, and is short so that a key rotation costs a sender one
+// retry at most.
+const keyRefetchMin = 2 * time.Second
 
 // maxJWKS bounds a JWKS document.
 const maxJWKS = 1 << 20
 
-// keySet is a transmitter's cached JWKS. An unknown kid causes a refetch,
-// at most once per keyRefetchInterval.
+// A keyRetryError says that a token's key cannot be had now but may be
+// soon: the key set could not be fetched, or it was fetched too recently
+// to fetch again, or the kid is not in a set fetched after the token
+// arrived (a transmitter may sign with a new key before it publishes
+// it). The token is not refused: the sender should retry after After.
+type keyRetryError struct {
+	msg   string
+	After time.Duration
+}
+
+func (e *keyRetryError) Error() string { return e.msg }
+
+// keySet is a transmitter's cached JWKS. A token whose kid is unknown
+// causes a refetch when no fetch started after the token arrived; such
+// fetches are coalesced (concurrent callers wait for one) and at least
+// keyRefetchMin apart. When the kid is still unknown, key returns a
+// *keyRetryError, so that a key rotation never loses a token: its sender
+// retries and a later fetch finds the key.
 type keySet struct {
 	url    func(ctx context.Context) (string, error)
 	client *http.Client
 	now    func() time.Time
 
-	mu      sync.Mutex // guards keys, fetched and fetches
-	keys    []jose.JSONWebKey
-	fetched time.Time // last attempt, successful or not
-	fetches int
+	mu       sync.Mutex // guards the fields below
+	keys     []jose.JSONWebKey
+	started  time.Time     // when the last fetch started; zero if none
+	inflight chan struct{} // closed when the running fetch ends; nil if none
+	fetches  int
 }
 
 // key returns the public key for kid (any usable key when kid is empty
-// and the set has exactly one), fetching the set when it is unknown.
-func (k *keySet) key(ctx context.Context, kid, alg string) (any, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if key, ok := k.findLocked(kid, alg); ok {
-		return key, nil
+// and the set has exactly one) for a token that arrived at arrived,
+// fetching the set when the kid is unknown.
+func (k *keySet) key(ctx context.Context, kid, alg string, arrived time.Time) (any, error) {
+	for {
+		k.mu.Lock()
+		if key, ok := k.findLocked(kid, alg); ok {
+			k.mu.Unlock()
+			return key, nil
+		}
+		if wait := k.inflight; wait != nil {
+			// Another caller is fetching: its result answers this one.
+			k.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		now := k.now()
+		switch {
+		case !k.started.IsZero() && !k.started.Before(arrived):
+			// The set was fetched after the token arrived and lacks
+			// the key.
+			k.mu.Unlock()
+			return nil, &keyRetryError{msg: fmt.Sprintf("key %q is not in the transmitter's key set", clip(kid)), After: keyRefetchMin}
+		case !k.started.IsZero() && now.Sub(k.started) < keyRefetchMin:
+			k.mu.Unlock()
+			return nil, &keyRetryError{msg: fmt.Sprintf("key %q is unknown and the key set was fetched moments ago", clip(kid)),
+				After: keyRefetchMin - now.Sub(k.started)}
+		}
+		done := make(chan struct{})
+		k.inflight, k.started = done, now
+		k.fetches++
+		k.mu.Unlock()
+
+		keys, err := k.fetch(ctx)
+
+		k.mu.Lock()
+		if err == nil {
+			k.keys = keys
+		}
+		k.inflight = nil
+		close(done)
+		k.mu.Unlock()
+		if err != nil {
+			return nil, &keyRetryError{msg: err.Error(), After: keyRefetchMin}
+		}
 	}
-	if !k.fetched.IsZero() && k.now().Sub(k.fetched) < keyRefetchInterval {
-		return nil, fmt.Errorf("key %q is unknown", clip(kid))
-	}
-	// Holding mu across the fetch makes concurrent SETs with the same new
-	// kid wait for one fetch instead of each making one.
-	if err := k.fetchLocked(ctx); err != nil {
-		return nil, err
-	}
-	if key, ok := k.findLocked(kid, alg); ok {
-		return key, nil
-	}
-	return nil, fmt.Errorf("key %q is unknown", clip(kid))
 }
 
 func (k *keySet) findLocked(kid, alg string) (any, bool) {
@@ -297,38 +360,36 @@ func (k *keySet) findLocked(kid, alg string) (any, bool) {
 	return nil, false
 }
 
-func (k *keySet) fetchLocked(ctx context.Context) error {
-	k.fetched = k.now()
-	k.fetches++
+// fetch reads the key set; it is called without k.mu held.
+func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 	u, err := k.url(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("fetching keys: %w", err)
+		return nil, fmt.Errorf("fetching keys: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := k.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("fetching keys: %w", err)
+		return nil, fmt.Errorf("fetching keys: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching keys: status %d", resp.StatusCode)
+		return nil, fmt.Errorf("fetching keys: status %d", resp.StatusCode)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKS))
 	if err != nil {
-		return fmt.Errorf("fetching keys: %w", err)
+		return nil, fmt.Errorf("fetching keys: %w", err)
 	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(b, &set); err != nil {
-		return fmt.Errorf("decoding keys: %w", err)
+		return nil, fmt.Errorf("decoding keys: %w", err)
 	}
-	k.keys = set.Keys
-	return nil
+	return set.Keys, nil
 }
 
 // fetchCount returns how many times the set was fetched.

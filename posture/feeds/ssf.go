@@ -176,8 +176,11 @@ func (s *SSF) critical() []string {
 
 // ServeHTTP accepts one pushed SET (RFC 8935): 202 once it is stored (or
 // recognised as a replay, or ignored), 400 with {"err","description"}
-// when it is refused, 401 without a matching bearer token.
+// when it is refused, 401 without a matching bearer token, and 503 with
+// Retry-After when its key cannot be had yet (see [keySet]), so that the
+// transmitter delivers it again rather than losing it.
 func (s *SSF) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	arrived := s.now()
 	if r.Method != http.MethodPost {
 		rw.Header().Set("Allow", http.MethodPost)
 		s.refuse(rw, r, http.StatusMethodNotAllowed, setErr(SETInvalidRequest, "use POST"))
@@ -198,12 +201,18 @@ func (s *SSF) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		s.refuse(rw, r, status, setErr(SETInvalidRequest, "%s", detail))
 		return
 	}
-	set, serr := s.verifier.verify(r.Context(), string(body))
+	set, serr := s.verifier.verify(r.Context(), string(body), arrived)
 	if serr == nil {
 		serr = s.control(set)
 	}
 	if serr != nil {
-		s.refuse(rw, r, http.StatusBadRequest, serr)
+		status := http.StatusBadRequest
+		if serr.RetryAfter > 0 {
+			// Not a verdict on the SET: a transmitter retries a 5xx
+			// (RFC 8935 leaves a 400 final), and the retry finds the key.
+			status = http.StatusServiceUnavailable
+		}
+		s.refuse(rw, r, status, serr)
 		return
 	}
 	if _, err := s.store(r.Context(), []*SET{set}); err != nil {
@@ -332,8 +341,16 @@ func (s *SSF) refuse(rw http.ResponseWriter, r *http.Request, status int, e *SET
 	s.m.rejections.WithLabelValues(s.name, "ssf."+e.Code).Inc()
 	s.log.Warn("ssf SET refused", "reason", e.Code, "description", e.Description, "status", status, "remote_addr", r.RemoteAddr)
 	b, _ := json.Marshal(e)
+	if e.RetryAfter > 0 {
+		rw.Header().Set("Retry-After", retryAfter(e.RetryAfter))
+	}
 	rw.Header().Set("Content-Type", "application/json")
 	rw.Header().Set("Cache-Control", "no-store")
 	rw.WriteHeader(status)
 	rw.Write(b)
+}
+
+// retryAfter formats d as a Retry-After value: whole seconds, at least 1.
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(max(1, int((d+time.Second-1)/time.Second)))
 }

@@ -245,28 +245,39 @@ func (s *SSF) Poll(ctx context.Context) (more bool, err error) {
 		Ack               []string             `json:"ack,omitempty"`
 		SetErrs           map[string]*SETError `json:"setErrs,omitempty"`
 	}{ssfMaxEvents, true, acks, errs}
+	var raw json.RawMessage
+	if err := s.call(ctx, http.MethodPost, endpoint, req, true, &raw); err != nil {
+		return false, fmt.Errorf("%w: polling: %v", ErrSSF, err)
+	}
 	var resp struct {
 		Sets          map[string]string `json:"sets"`
 		MoreAvailable bool              `json:"moreAvailable"`
 	}
-	if err := s.call(ctx, http.MethodPost, endpoint, req, true, &resp); err != nil {
-		return false, fmt.Errorf("%w: polling: %v", ErrSSF, err)
+	if err := decodeStrict(raw, &resp); err != nil {
+		return false, fmt.Errorf("%w: poll response: %w", ErrSSF, err)
 	}
 	// The transmitter has the acknowledgements now.
 	s.mu.Lock()
 	s.acks, s.errs = nil, nil
 	s.mu.Unlock()
 
+	arrived := s.now()
 	var good []*SET
 	var newAcks []string
 	newErrs := map[string]*SETError{}
 	for jti, tok := range resp.Sets {
-		set, serr := s.verifier.verify(ctx, tok)
+		set, serr := s.verifier.verify(ctx, tok, arrived)
 		if serr == nil && set.JTI != jti {
 			serr = setErr(SETInvalidRequest, "the SET's jti does not match its key in sets")
 		}
 		if serr == nil {
 			serr = s.control(set)
+		}
+		if serr != nil && serr.RetryAfter > 0 {
+			// Neither acknowledged nor reported: the transmitter delivers
+			// it again (RFC 8936), by when its key can be had.
+			s.log.Info("ssf SET deferred", "reason", serr.Code, "description", serr.Description, "jti", clip(jti))
+			continue
 		}
 		if serr != nil {
 			s.health.reject()

@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -582,7 +583,8 @@ func TestSSFKeyRotation(t *testing.T) {
 	if n := h.ssf.KeyFetches(); n != 2 {
 		t.Errorf("JWKS fetched %d times, want 2 (one refetch for the new kid)", n)
 	}
-	// A kid the transmitter never published costs no fetch within 30 s.
+	// A kid the transmitter never published costs no fetch beyond the one
+	// made after it arrived: the SETs get 503 until the key appears.
 	small, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	h.tx.useKey("tx-unpublished", jose.ES256, small, nil)
 	for range 3 {
@@ -676,7 +678,7 @@ func FuzzParseSET(f *testing.F) {
 	f.Add("a.b.c")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, tok string) {
-		set, err := v.verify(context.Background(), tok)
+		set, err := v.verify(context.Background(), tok, t0.Add(time.Hour))
 		if err != nil {
 			return
 		}
@@ -684,4 +686,143 @@ func FuzzParseSET(f *testing.F) {
 			t.Fatalf("accepted a SET the transmitter never signed: jti %q", set.JTI)
 		}
 	})
+}
+
+// pushRetrying delivers a SET as an RFC 8935 transmitter does: a 5xx is
+// retried after its Retry-After (the test clock advances by it), any
+// other status is final. It returns the final status.
+func (h *ssfHarness) pushRetrying(token string) int {
+	h.t.Helper()
+	for range 5 {
+		req, _ := http.NewRequest(http.MethodPost, h.srv.URL, strings.NewReader(token))
+		req.Header.Set("Content-Type", "application/secevent+jwt")
+		req.Header.Set("Authorization", "Bearer "+ssfToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 500 {
+			return resp.StatusCode
+		}
+		secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if resp.StatusCode != http.StatusServiceUnavailable || err != nil || secs < 1 {
+			h.t.Fatalf("status %d with Retry-After %q, want 503 and whole seconds", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		h.advance(time.Duration(secs) * time.Second)
+	}
+	h.t.Fatal("SET still refused after 5 deliveries")
+	return 0
+}
+
+// TestSSFKeyRotationLosesNoSET rotates the transmitter's key twice within
+// 30 seconds, each time signing with the new key at once: every SET is
+// applied (some after a 503 and a retry), and the JWKS is fetched once
+// per rotation, however many SETs arrive together.
+func TestSSFKeyRotationLosesNoSET(t *testing.T) {
+	h := newSSFHarness(t, "push")
+	start := h.now
+	sid := 0
+	send := func() string {
+		sid++
+		id := fmt.Sprintf("sid-%d", sid)
+		subj := map[string]any{"format": "complex", "session": map[string]any{"format": "opaque", "id": id}}
+		return h.tx.sign(h.tx.claims(h.now, subj, EventSessionRevoked, map[string]any{}))
+	}
+	if s := h.pushRetrying(send()); s != 202 {
+		t.Fatalf("first SET = %d", s)
+	}
+	rotate := func(kid string) {
+		rk, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.tx.useKey(kid, jose.RS256, rk, &rk.PublicKey)
+	}
+	// First rotation one second after the first fetch: within the
+	// refetch interval, so the SET is answered 503 and applied on retry.
+	h.advance(time.Second)
+	rotate("tx-rsa-2")
+	if s := h.pushRetrying(send()); s != 202 {
+		t.Fatalf("SET with the first new key = %d", s)
+	}
+	// Second rotation a few seconds later; eight SETs signed with it
+	// arrive together.
+	h.advance(3 * time.Second)
+	rotate("tx-rsa-3")
+	var wg sync.WaitGroup
+	statuses := make([]int, 8)
+	for i := range statuses {
+		tok := send()
+		wg.Go(func() { statuses[i] = h.pushRetrying(tok) })
+	}
+	wg.Wait()
+	for i, s := range statuses {
+		if s != 202 {
+			t.Errorf("concurrent SET %d = %d, want 202", i, s)
+		}
+	}
+	if d := h.now.Sub(start); d >= 30*time.Second {
+		t.Fatalf("the test took %s of clock, want two rotations within 30s", d)
+	}
+	for i := 1; i <= sid; i++ {
+		if !h.db.SessionRevoked(fmt.Sprintf("sid-%d", i)) {
+			t.Errorf("SET %d (session sid-%d) was lost", i, i)
+		}
+	}
+	if n := h.ssf.KeyFetches(); n != 3 {
+		t.Errorf("JWKS fetched %d times, want 3 (the first key and one per rotation)", n)
+	}
+}
+
+// TestSSFPollKeyRotation: in poll mode a SET signed with a key that cannot
+// be had yet is neither acknowledged nor reported as an error, so the
+// transmitter delivers it again; the next poll applies it.
+func TestSSFPollKeyRotation(t *testing.T) {
+	h := newSSFHarness(t, "poll")
+	ctx := context.Background()
+	if err := h.ssf.SetupStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := h.tx.claims(h.now, jdoe, EventRiskLevelChange, map[string]any{"principal": "USER", "current_level": "LOW"})
+	h.tx.pending[first["jti"].(string)] = h.tx.sign(first)
+	if _, err := h.ssf.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.tx.useKey("tx-rsa-2", jose.RS256, rk, &rk.PublicKey)
+	h.advance(time.Second)
+	rotated := h.tx.claims(h.now, jdoe, EventRiskLevelChange, map[string]any{"principal": "USER", "current_level": "HIGH", "event_timestamp": h.now.Unix()})
+	jti := rotated["jti"].(string)
+	signed := h.tx.sign(rotated)
+	h.tx.mu.Lock()
+	h.tx.pending[jti] = signed
+	h.tx.mu.Unlock()
+	if _, err := h.ssf.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.tx.mu.Lock()
+	_, reported := h.tx.setErrs[jti]
+	_, stillPending := h.tx.pending[jti]
+	h.tx.mu.Unlock()
+	if reported || !stillPending {
+		t.Fatalf("SET with a key not yet fetchable: reported %v, pending %v; want neither acked nor reported", reported, stillPending)
+	}
+	h.advance(keyRefetchMin)
+	for range 2 { // one poll applies it, the next acknowledges it
+		if _, err := h.ssf.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := h.db.Risk("j.doe@acme.example"); r == nil || r.Level != posture.RiskHigh {
+		t.Errorf("risk = %+v, want high from the SET signed with the new key", r)
+	}
+	h.tx.mu.Lock()
+	defer h.tx.mu.Unlock()
+	if _, ok := h.tx.pending[jti]; ok || len(h.tx.setErrs) != 0 {
+		t.Errorf("pending %v, setErrs %v; want the SET acknowledged", h.tx.pending, h.tx.setErrs)
+	}
 }
