@@ -44,6 +44,7 @@ type UniversalLogout struct {
 	m        *Metrics
 	client   *http.Client
 	health   health
+	warns    warnLimiter
 }
 
 // NewUniversalLogout builds the Universal Logout endpoint described by
@@ -120,7 +121,7 @@ func (u *UniversalLogout) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 				u.reject(rw, r, http.StatusServiceUnavailable, ReasonKeyUnavailable, "the token's signing key cannot be had yet; retry later")
 				return
 			}
-			u.log.Warn("universal logout token refused", "err", err)
+			u.warns.warn(u.log, u.now(), "universal logout token refused", "err", err)
 			ok = false
 		}
 	default:
@@ -262,6 +263,6 @@ func (u *UniversalLogout) reject(rw http.ResponseWriter, r *http.Request, status
 	u.health.fail(reason, u.now())
 	u.m.requests.WithLabelValues(u.name, strconv.Itoa(status)).Inc()
 	u.m.rejections.WithLabelValues(u.name, reason).Inc()
-	u.log.Warn("feed request refused", "reason", reason, "status", status, "remote_addr", r.RemoteAddr)
+	u.warns.warn(u.log, u.now(), "feed request refused", "reason", reason, "status", status, "remote_addr", r.RemoteAddr)
 	writeProblem(rw, status, reason, detail)
 }

@@ -62,6 +62,7 @@ type OktaHook struct {
 	now      func() time.Time
 	m        *Metrics
 	health   health
+	warns    warnLimiter
 
 	// System Log polling; org is nil when it is off.
 	org      *url.URL
@@ -310,7 +311,7 @@ func (o *OktaHook) reject(rw http.ResponseWriter, r *http.Request, status int, r
 	o.health.fail(reason, o.now())
 	o.m.requests.WithLabelValues(o.name, strconv.Itoa(status)).Inc()
 	o.m.rejections.WithLabelValues(o.name, reason).Inc()
-	o.log.Warn("feed request refused", "reason", reason, "status", status, "remote_addr", r.RemoteAddr)
+	o.warns.warn(o.log, o.now(), "feed request refused", "reason", reason, "status", status, "remote_addr", r.RemoteAddr)
 	writeProblem(rw, status, reason, detail)
 }
 

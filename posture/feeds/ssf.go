@@ -46,6 +46,7 @@ type SSF struct {
 	m        *Metrics
 	client   *http.Client
 	health   health
+	warns    warnLimiter
 
 	verifier setVerifier
 	subjects subjects
@@ -339,7 +340,7 @@ func (s *SSF) refuse(rw http.ResponseWriter, r *http.Request, status int, e *SET
 	s.health.fail(e.Code+": "+e.Description, s.now())
 	s.m.requests.WithLabelValues(s.name, strconv.Itoa(status)).Inc()
 	s.m.rejections.WithLabelValues(s.name, "ssf."+e.Code).Inc()
-	s.log.Warn("ssf SET refused", "reason", e.Code, "description", e.Description, "status", status, "remote_addr", r.RemoteAddr)
+	s.warns.warn(s.log, s.now(), "ssf SET refused", "reason", e.Code, "description", e.Description, "status", status, "remote_addr", r.RemoteAddr)
 	b, _ := json.Marshal(e)
 	if e.RetryAfter > 0 {
 		rw.Header().Set("Retry-After", retryAfter(e.RetryAfter))

@@ -283,7 +283,7 @@ func (s *SSF) Poll(ctx context.Context) (more bool, err error) {
 			s.health.reject()
 			s.health.fail(serr.Code+": "+serr.Description, s.now())
 			s.m.rejections.WithLabelValues(s.name, "ssf."+serr.Code).Inc()
-			s.log.Warn("ssf SET refused", "reason", serr.Code, "description", serr.Description, "jti", clip(jti))
+			s.warns.warn(s.log, s.now(), "ssf SET refused", "reason", serr.Code, "description", serr.Description, "jti", clip(jti))
 			newErrs[clipN(jti, 256)] = serr
 			continue
 		}

@@ -77,6 +77,7 @@ type Webhook struct {
 	now       func() time.Time
 	m         *Metrics
 	health    health
+	warns     warnLimiter
 }
 
 // NewWebhook builds the feed described by cfg, reading its secret files.
@@ -270,7 +271,7 @@ func (w *Webhook) countEvents(rep reply) {
 // logs one line. The line never holds the body or a secret.
 func (w *Webhook) reject(rw http.ResponseWriter, r *http.Request, status int, reason, detail string) {
 	w.count(status, reason)
-	w.log.Warn("feed request refused", "reason", reason, "status", status, "remote_addr", r.RemoteAddr)
+	w.warns.warn(w.log, w.now(), "feed request refused", "reason", reason, "status", status, "remote_addr", r.RemoteAddr)
 	writeProblem(rw, status, reason, detail)
 }
 

@@ -277,9 +277,25 @@ func TestWebhookRejections(t *testing.T) {
 	if h.record() != nil {
 		t.Error("a rejected delivery was stored")
 	}
+	// Refusals are logged at most warnBurst a minute; the next line after
+	// the minute says how many were left out. The metric counts them all.
 	logs := h.logBuf.String()
-	if n := strings.Count(logs, "feed request refused"); n != len(tests) {
-		t.Errorf("logged %d refusals, want %d", n, len(tests))
+	if n := strings.Count(logs, "feed request refused"); n != warnBurst {
+		t.Errorf("logged %d of %d refusals in one minute, want %d", n, len(tests), warnBurst)
+	}
+	h.now = h.now.Add(warnInterval)
+	if code, _ := h.post(delivery{id: "e1", body: body, key: newKey(t)}); code != 401 {
+		t.Fatalf("bad signature after a minute = %d", code)
+	}
+	logs = h.logBuf.String()
+	if n := strings.Count(logs, "feed request refused"); n != warnBurst+1 {
+		t.Errorf("logged %d refusals, want %d", n, warnBurst+1)
+	}
+	if want := fmt.Sprintf("msg=\"feed log lines suppressed\" feed=zimperium suppressed=%d", len(tests)-warnBurst); !strings.Contains(logs, want) {
+		t.Errorf("no summary line %q in:\n%s", want, logs)
+	}
+	if got := counterValue(t, h.reg, "portcullis_feed_rejections_total", "zimperium", ReasonBadSignature); got != 4 {
+		t.Errorf("rejections{bad_signature} = %v, want 4 (every refusal counted)", got)
 	}
 	for _, secret := range h.keys {
 		if strings.Contains(logs, base64.StdEncoding.EncodeToString(secret)) {
