@@ -185,7 +185,7 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 			fc.DeviceCA = cfg.Devices.CAs[0].Name
 		}
 		fc.ResolvePaths(cfg.Path)
-		r, err := feeds.New(fc, g.store, feeds.Options{Logger: g.log.With("component", "feeds", "feed", fc.Name), Metrics: g.feedMetrics})
+		r, err := feeds.New(fc, g.store, feeds.Options{Logger: g.log.With("component", "feeds"), Metrics: g.feedMetrics})
 		if err != nil {
 			errs = append(errs, conf.AtKey(fmt.Sprintf("posture.feeds[%d]", i), err))
 			continue

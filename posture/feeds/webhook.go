@@ -21,7 +21,9 @@ import (
 
 // Options are what a feed needs besides its configuration.
 type Options struct {
-	// Logger receives one line per refused request; nil discards.
+	// Logger receives one line per refused request; nil discards. The
+	// feed adds the key "feed" (its name) to every line: the logger must
+	// not carry it already, or lines would hold the key twice.
 	Logger *slog.Logger
 	// Metrics, when set, are shared with other feeds; otherwise metrics
 	// are created on Registry (which may be nil: not registered).
