@@ -289,7 +289,7 @@ func (o *OktaHook) mapEvent(ev *OktaEvent) (oktaAction, string) {
 			return oktaAction{}, "unsuccessful_event"
 		}
 		a.revoke = &posture.RevocationEvent{Revocation: posture.Revocation{
-			Kind: posture.RevokeUser, User: user, Before: ev.Published, Reasons: []string{ev.EventType},
+			Kind: posture.RevokeUser, User: user, Before: revocationCutoff(ev.Published), Reasons: []string{ev.EventType},
 			Source: o.name, EventID: ev.UUID, ObservedAt: ev.Published,
 		}}
 	default:

@@ -120,17 +120,12 @@ func (s *SSF) mapEvent(w *ssfWrites, set *SET, id func() string) {
 		w.ignored = append(w.ignored, "critical_subject_member")
 		return
 	}
-	at, cutoff := set.IssuedAt, set.IssuedAt.Add(time.Second)
+	at := set.IssuedAt
 	if ts := ev.EventTimestamp; ts > 0 && ts < 1e11 {
 		sec, frac := math.Modf(ts)
 		at = time.Unix(int64(sec), int64(frac*1e9)).UTC()
-		cutoff = at
-		if frac == 0 {
-			// A whole-second time says only "during that second": a
-			// revocation must cover the whole of it (fail closed).
-			cutoff = at.Add(time.Second)
-		}
 	}
+	cutoff := revocationCutoff(at)
 	asDevice := uri == EventRiskLevelChange && strings.EqualFold(ev.Principal, "DEVICE")
 	r := s.subjects.resolve(subj, asDevice)
 	if r.empty() {
@@ -261,6 +256,18 @@ func (s *SSF) deviceRecord(w *ssfWrites, key posture.DeviceKey, at time.Time, id
 	set(&p)
 	w.postures = append(w.postures, posture.PostureEvent{Key: key, Posture: p})
 	return true
+}
+
+// revocationCutoff is the Before of a revocation caused by an event at t.
+// A time given to the whole second says only "during that second", so
+// the revocation covers all of it: sessions issued in that second are
+// revoked too (fail closed). A finer time is taken as it is. Every feed
+// that revokes uses it, so that SSF and Okta agree.
+func revocationCutoff(t time.Time) time.Time {
+	if t.Nanosecond() == 0 {
+		return t.Add(time.Second)
+	}
+	return t
 }
 
 func itoa(n int) string {
