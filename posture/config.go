@@ -3,6 +3,7 @@ package posture
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -448,8 +449,15 @@ func checkHTTPSURL(s string) error {
 	return errors.New("must use https")
 }
 
+// isLoopback reports whether host is "localhost" or a loopback IP
+// literal (127.0.0.0/8, ::1). A name that merely starts with "127." is
+// not: it resolves wherever its owner likes.
 func isLoopback(host string) bool {
-	return host == "localhost" || host == "::1" || strings.HasPrefix(host, "127.")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func validName(s string) bool {
