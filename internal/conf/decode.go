@@ -44,11 +44,13 @@ func parentKey(k string) string {
 // problem, so the returned error (a join of *PosError) lists all of them.
 //
 // Fields are named by their `yaml:"name"` tag; fields without one are not
-// settable from the file. Types implementing [encoding.TextUnmarshaler]
-// take scalars.
+// settable from the file. Types implementing [PathUnmarshaler] (such as
+// [Path]) or [encoding.TextUnmarshaler] take scalars; a [PathUnmarshaler]
+// is told the directory of file, so relative names are resolved here, once.
+// Types implementing [Unmarshaler] decode their own node.
 func Decode(file string, data []byte, v any) (Positions, error) {
 	var root yaml.Node
-	d := &decoder{file: file, pos: Positions{}}
+	d := &decoder{file: file, dir: BaseDir(file), pos: Positions{}}
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return d.pos, syntaxError(file, err)
 	}
@@ -65,6 +67,7 @@ func Decode(file string, data []byte, v any) (Positions, error) {
 
 type decoder struct {
 	file   string
+	dir    string // absolute directory of file
 	pos    Positions
 	errs   []*PosError
 	visits int // nodes walked; aliases can make a small file huge
@@ -78,7 +81,11 @@ func (d *decoder) fail(n *yaml.Node, key, format string, args ...any) {
 	d.errs = append(d.errs, &PosError{File: d.file, Line: n.Line, Col: n.Column, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
-var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+var (
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+	pathUnmarshaler = reflect.TypeFor[PathUnmarshaler]()
+	nodeUnmarshaler = reflect.TypeFor[Unmarshaler]()
+)
 
 func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 	for n.Kind == yaml.AliasNode {
@@ -101,6 +108,20 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 		d.value(n, v.Elem(), key)
 		return
 	}
+	if v.CanAddr() && v.Addr().Type().Implements(nodeUnmarshaler) {
+		v.Addr().Interface().(Unmarshaler).UnmarshalConfig(&Node{d: d, n: n, key: key})
+		return
+	}
+	if v.CanAddr() && v.Addr().Type().Implements(pathUnmarshaler) {
+		if n.Kind != yaml.ScalarNode {
+			d.fail(n, key, "want a file name, got %s", kindName(n))
+			return
+		}
+		if err := v.Addr().Interface().(PathUnmarshaler).UnmarshalConfigPath([]byte(n.Value), d.dir); err != nil {
+			d.fail(n, key, "%v", err)
+		}
+		return
+	}
 	if v.CanAddr() && v.Addr().Type().Implements(textUnmarshaler) {
 		if n.Kind != yaml.ScalarNode {
 			d.fail(n, key, "want a single value, got %s", kindName(n))
@@ -113,7 +134,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 	}
 	switch v.Kind() {
 	case reflect.Struct:
-		d.structValue(n, v, key)
+		d.structValue(n, v, key, nil)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.fail(n, key, "want a list, got %s", kindName(n))
@@ -192,7 +213,9 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 	}
 }
 
-func (d *decoder) structValue(n *yaml.Node, v reflect.Value, key string) {
+// structValue decodes mapping n into struct v. unknown, if set, explains
+// a key v has no field for; otherwise the message suggests a near key.
+func (d *decoder) structValue(n *yaml.Node, v reflect.Value, key string, unknown func(string) string) {
 	if n.Kind != yaml.MappingNode {
 		d.fail(n, key, "want a mapping, got %s", kindName(n))
 		return
@@ -213,6 +236,12 @@ func (d *decoder) structValue(n *yaml.Node, v reflect.Value, key string) {
 		seen[k.Value] = true
 		idx, ok := fields[k.Value]
 		if !ok {
+			if msg := ""; unknown != nil {
+				if msg = unknown(k.Value); msg != "" {
+					d.fail(k, fk, "%s", msg)
+					continue
+				}
+			}
 			d.fail(k, fk, "unknown key%s", suggest(k.Value, fields))
 			continue
 		}
