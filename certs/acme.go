@@ -39,7 +39,7 @@ type ACMEConfig struct {
 	// CARoot is a PEM file of CA certificates to trust for the ACME
 	// server's own HTTPS, beside the system roots (for a private or test
 	// ACME CA such as Pebble). Optional.
-	CARoot string `yaml:"ca_root"`
+	CARoot conf.Path `yaml:"ca_root"`
 	// Domains are the host names to get certificates for; the SNI picks
 	// them before the certificate files. Required, no wildcards.
 	Domains []string `yaml:"domains"`
@@ -49,7 +49,7 @@ type ACMEConfig struct {
 	Challenges []string `yaml:"challenges"`
 	// Storage is the directory of the ACME account and certificates.
 	// Default: <state dir>/acme.
-	Storage string `yaml:"storage"`
+	Storage conf.Path `yaml:"storage"`
 	// Profile selects a certificate profile the ACME CA offers (for
 	// example Let's Encrypt's "shortlived"). Optional.
 	Profile string `yaml:"profile"`
@@ -150,7 +150,7 @@ type acmeRuntime struct {
 	cache  *certmagic.Cache
 }
 
-func newACMEManager(cfg ACMEConfig, baseDir string, opts Options) (*acmeManager, error) {
+func newACMEManager(cfg ACMEConfig, opts Options) (*acmeManager, error) {
 	m := &acmeManager{cfg: cfg, domains: map[string]bool{}, opts: opts}
 	m.cfg.Domains = nil
 	for _, d := range cfg.Domains {
@@ -160,14 +160,14 @@ func newACMEManager(cfg ACMEConfig, baseDir string, opts Options) (*acmeManager,
 	}
 	switch {
 	case cfg.Storage != "":
-		m.storage = resolve(baseDir, cfg.Storage)
+		m.storage = cfg.Storage.String()
 	case opts.StateDir != "":
 		m.storage = filepath.Join(opts.StateDir, "acme")
 	default:
 		return nil, conf.Errorf("acme.storage", "required when no state directory is set")
 	}
 	if cfg.CARoot != "" {
-		path := resolve(baseDir, cfg.CARoot)
+		path := cfg.CARoot.String()
 		data, err := readFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("acme: reading ca_root: %w", err)

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"portcullis/internal/conf"
 )
 
 func TestACMEConfigValidate(t *testing.T) {
@@ -51,15 +53,15 @@ func TestACMEBeforeRun(t *testing.T) {
 	writePEM(t, dir, "f.pem", c)
 	writePEM(t, dir, "f.key", k)
 	cfg := ServerConfig{
-		Certificates: []CertificateFiles{{Cert: "f.pem", Key: "f.key"}},
+		Certificates: []CertificateFiles{{Cert: conf.Path(filepath.Join(dir, "f.pem")), Key: conf.Path(filepath.Join(dir, "f.key"))}},
 		ACME:         &ACMEConfig{Domains: []string{"acme.example.com"}},
 	}
 
 	// Storage needs a place.
-	if _, err := NewServerCerts(cfg, dir, Options{}); err == nil || !strings.Contains(err.Error(), "acme.storage") {
+	if _, err := NewServerCerts(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "acme.storage") {
 		t.Errorf("without a state dir: %v, want an acme.storage error", err)
 	}
-	s, err := NewServerCerts(cfg, dir, Options{StateDir: filepath.Join(dir, "state")})
+	s, err := NewServerCerts(cfg, Options{StateDir: filepath.Join(dir, "state")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func TestACMEBeforeRun(t *testing.T) {
 
 	// Only http-01: no ALPN protocol to offer.
 	cfg.ACME.Challenges = []string{ChallengeHTTP01}
-	s, err = NewServerCerts(cfg, dir, Options{StateDir: dir})
+	s, err = NewServerCerts(cfg, Options{StateDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,7 @@ func TestACMEBeforeRun(t *testing.T) {
 	}
 	// Only tls-alpn-01: the handler is next itself.
 	cfg.ACME.Challenges = []string{ChallengeTLSALPN01}
-	s, err = NewServerCerts(cfg, dir, Options{StateDir: dir})
+	s, err = NewServerCerts(cfg, Options{StateDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package certs
 import (
 	"crypto/x509"
 	"testing"
+
+	"portcullis/internal/conf"
 )
 
 func benchDevices(b *testing.B) (*Devices, []*x509.Certificate) {
@@ -11,7 +13,7 @@ func benchDevices(b *testing.B) (*Devices, []*x509.Certificate) {
 	leaf := inter.leaf(b, nil)
 	dir := b.TempDir()
 	crl := writePEM(b, dir, "crl.pem", inter.crl(b, 1, nil, nil))
-	d := newTestDevices(b, &testClock{testNow}, CAConfig{}, RevocationConfig{CRLFiles: []string{crl}}, root.cert)
+	d := newTestDevices(b, &testClock{testNow}, CAConfig{}, RevocationConfig{CRLFiles: []conf.Path{conf.Path(crl)}}, root.cert)
 	return d, []*x509.Certificate{leaf, inter.cert}
 }
 

@@ -33,9 +33,8 @@ type CAConfig struct {
 	// (name, device id). Letters, digits, '.', '_' and '-'; unique.
 	Name string `yaml:"name"`
 	// Bundle is a PEM file of the CA certificates that anchor this CA's
-	// chains (a root, or the issuing CA itself). Relative paths are taken
-	// from the base directory given to NewDevices.
-	Bundle string `yaml:"bundle"`
+	// chains (a root, or the issuing CA itself).
+	Bundle conf.Path `yaml:"bundle"`
 	// DeviceID says where the device id is in the certificate. Required.
 	DeviceID IdentityRule `yaml:"device_id"`
 	// User says where the user is in the certificate; the value is
@@ -80,8 +79,7 @@ type IdentityRule struct {
 type RevocationConfig struct {
 	// CRLFiles are CRL files (PEM or DER), each checked against the
 	// certificates its issuer signed. They are re-read when they change.
-	// Relative paths are taken from the base directory given to NewDevices.
-	CRLFiles []string `yaml:"crl_files"`
+	CRLFiles []conf.Path `yaml:"crl_files"`
 	// CRLURLs are http or https URLs of CRLs (DER or PEM). Each is fetched
 	// when the gateway starts and again before its nextUpdate (at two
 	// thirds of its validity), or every Refresh, whichever comes first. A

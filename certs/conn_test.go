@@ -18,7 +18,7 @@ func TestHandshake(t *testing.T) {
 	c, k := serverPair(t, serverCA, []string{"gw.example"}, nil)
 	writePEM(t, dir, "s.pem", c)
 	writePEM(t, dir, "s.key", k)
-	sc, err := NewServerCerts(ServerConfig{Certificates: []CertificateFiles{{"s.pem", "s.key"}}}, dir, Options{})
+	sc, err := NewServerCerts(ServerConfig{Certificates: []CertificateFiles{{inDir(dir, "s.pem"), inDir(dir, "s.key")}}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"portcullis/internal/conf"
 )
 
 // maxPeerChain bounds how many certificates a peer may present, to bound
@@ -62,10 +64,10 @@ type deviceCA struct {
 	ocsp     *ocspPolicy // nil: no OCSP
 }
 
-// NewDevices validates cfg, loads every CA bundle and CRL file (relative
-// paths are taken from baseDir) and returns a verifier. It starts nothing;
-// call [Devices.Run] to follow CRL file changes.
-func NewDevices(cfg DevicesConfig, baseDir string, opts Options) (*Devices, error) {
+// NewDevices validates cfg, loads every CA bundle and CRL file and returns
+// a verifier. It starts nothing; call [Devices.Run] to follow CRL file
+// changes.
+func NewDevices(cfg DevicesConfig, opts Options) (*Devices, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -86,19 +88,19 @@ func NewDevices(cfg DevicesConfig, baseDir string, opts Options) (*Devices, erro
 	if d.fetchTime == 0 {
 		d.fetchTime = DefaultCRLFetchTimeout
 	}
-	for _, c := range cfg.CAs {
+	for i, c := range cfg.CAs {
 		ca := &deviceCA{name: c.Name, pool: x509.NewCertPool(), maxDepth: c.MaxChainDepth, ocsp: c.OCSP.compile()}
 		if ca.maxDepth == 0 {
 			ca.maxDepth = DefaultMaxChainDepth
 		}
-		path := resolve(baseDir, c.Bundle)
+		path := c.Bundle.String()
 		data, err := readFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("device CA %q: reading bundle: %w", c.Name, err)
+			return nil, conf.AtKey(fmt.Sprintf("cas[%d].bundle", i), fmt.Errorf("device CA %q: reading bundle: %w", c.Name, err))
 		}
 		ca.certs, err = parseBundle(data)
 		if err != nil {
-			return nil, fmt.Errorf("device CA %q: bundle %s: %w", c.Name, path, err)
+			return nil, conf.AtKey(fmt.Sprintf("cas[%d].bundle", i), fmt.Errorf("device CA %q: bundle %s: %w", c.Name, path, err))
 		}
 		for _, cert := range ca.certs {
 			ca.pool.AddCert(cert)
@@ -110,11 +112,11 @@ func NewDevices(cfg DevicesConfig, baseDir string, opts Options) (*Devices, erro
 		d.cas = append(d.cas, ca)
 	}
 	var files []*crlFile
-	for _, p := range cfg.Revocation.CRLFiles {
-		path := resolve(baseDir, p)
+	for i, p := range cfg.Revocation.CRLFiles {
+		path := p.String()
 		f, err := loadCRLFile(path)
 		if err != nil {
-			return nil, err
+			return nil, conf.AtKey(fmt.Sprintf("revocation.crl_files[%d]", i), err)
 		}
 		d.crlPaths = append(d.crlPaths, path)
 		files = append(files, f)

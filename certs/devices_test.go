@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"portcullis/internal/conf"
 )
 
 func codeOf(err error) string {
@@ -214,18 +216,18 @@ func TestSeveralCAs(t *testing.T) {
 	dir := t.TempDir()
 	rule := IdentityRule{From: FromSubjectCN}
 	d, err := NewDevices(DevicesConfig{CAs: []CAConfig{
-		{Name: "a", Bundle: "a.pem", DeviceID: rule},
-		{Name: "b", Bundle: "b.pem", DeviceID: rule},
-	}}, dir, Options{Now: (&testClock{testNow}).Now})
+		{Name: "a", Bundle: inDir(dir, "a.pem"), DeviceID: rule},
+		{Name: "b", Bundle: inDir(dir, "b.pem"), DeviceID: rule},
+	}}, Options{Now: (&testClock{testNow}).Now})
 	if err == nil {
 		t.Fatal("NewDevices without bundle files succeeded")
 	}
 	writePEM(t, dir, "a.pem", certPEM(a.cert))
 	writePEM(t, dir, "b.pem", certPEM(b.cert))
 	d, err = NewDevices(DevicesConfig{CAs: []CAConfig{
-		{Name: "a", Bundle: "a.pem", DeviceID: rule},
-		{Name: "b", Bundle: "b.pem", DeviceID: rule},
-	}}, dir, Options{Now: (&testClock{testNow}).Now})
+		{Name: "a", Bundle: inDir(dir, "a.pem"), DeviceID: rule},
+		{Name: "b", Bundle: inDir(dir, "b.pem"), DeviceID: rule},
+	}}, Options{Now: (&testClock{testNow}).Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +278,7 @@ func TestBundleErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			writePEM(t, dir, "b.pem", []byte(tt.data))
-			_, err := NewDevices(DevicesConfig{CAs: []CAConfig{{Name: "x", Bundle: "b.pem", DeviceID: IdentityRule{From: FromSubjectCN}}}}, dir, Options{})
+			_, err := NewDevices(DevicesConfig{CAs: []CAConfig{{Name: "x", Bundle: inDir(dir, "b.pem"), DeviceID: IdentityRule{From: FromSubjectCN}}}}, Options{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "b.pem") {
 				t.Errorf("NewDevices error = %v, want one naming b.pem and saying %q", err, tt.want)
 			}
@@ -295,7 +297,7 @@ func TestConfigValidate(t *testing.T) {
 		{"empty", DevicesConfig{}, nil},
 		{"bad everything", DevicesConfig{
 			CAs:        []CAConfig{{Name: "bad name!", DeviceID: IdentityRule{From: "nope", Pattern: "(a)(b)"}, User: &IdentityRule{From: FromUPNSAN, Pattern: "("}, MaxChainDepth: 99}},
-			Revocation: RevocationConfig{Stale: "maybe", CRLFiles: []string{""}},
+			Revocation: RevocationConfig{Stale: "maybe", CRLFiles: []conf.Path{""}},
 		}, []string{"cas[0].name", "cas[0].bundle", "cas[0].device_id.from", "cas[0].device_id.pattern", "cas[0].user.pattern", "cas[0].max_chain_depth", "revocation.stale", "revocation.crl_files[0]"}},
 		{"no group", DevicesConfig{CAs: []CAConfig{{Name: "a", Bundle: "x", DeviceID: IdentityRule{From: FromDNSSAN, Pattern: "^x$"}}}}, []string{"cas[0].device_id.pattern"}},
 		{"duplicate", DevicesConfig{CAs: []CAConfig{good, good}}, []string{"cas[1].name"}},

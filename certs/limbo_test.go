@@ -15,6 +15,8 @@ import (
 	"testing"
 	"text/tabwriter"
 	"time"
+
+	"portcullis/internal/conf"
 )
 
 // limboDir is where the x509-limbo vectors live: ../shared beside the
@@ -418,12 +420,12 @@ func limboClient(tc limboCase, in *limboInputs) bool {
 	if err := os.WriteFile(path, bundle, 0o600); err != nil {
 		return false
 	}
-	cfg := DevicesConfig{CAs: []CAConfig{{Name: "limbo", Bundle: path, DeviceID: IdentityRule{From: FromEmailSAN, Pattern: `(?s)^(.*)$`}}}}
+	cfg := DevicesConfig{CAs: []CAConfig{{Name: "limbo", Bundle: conf.Path(path), DeviceID: IdentityRule{From: FromEmailSAN, Pattern: `(?s)^(.*)$`}}}}
 	if tc.MaxChainDepth != nil {
 		cfg.CAs[0].MaxChainDepth = *tc.MaxChainDepth + 1
 	}
 	now := in.now
-	d, err := NewDevices(cfg, "", Options{Now: func() time.Time { return now }})
+	d, err := NewDevices(cfg, Options{Now: func() time.Time { return now }})
 	if err != nil {
 		return false // the trust anchors themselves are refused
 	}

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -45,14 +44,6 @@ func (o Options) clock() func() time.Time {
 		return time.Now
 	}
 	return o.Now
-}
-
-// resolve makes a relative path relative to base.
-func resolve(base, path string) string {
-	if base == "" || filepath.IsAbs(path) {
-		return path
-	}
-	return filepath.Join(base, path)
 }
 
 // A fileStamp tells whether a file changed since it was read.

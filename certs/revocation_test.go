@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"portcullis/internal/conf"
 )
 
 // devicesWithCRLs builds Devices trusting root with CRL files holding crls.
@@ -20,7 +22,11 @@ func devicesWithCRLs(t *testing.T, clock *testClock, stale string, root *testCA,
 	for i, c := range crls {
 		files = append(files, writePEM(t, dir, "crl"+string(rune('a'+i))+".pem", c))
 	}
-	return newTestDevices(t, clock, CAConfig{}, RevocationConfig{CRLFiles: files, Stale: stale}, root.cert), files
+	var paths []conf.Path
+	for _, f := range files {
+		paths = append(paths, conf.Path(f))
+	}
+	return newTestDevices(t, clock, CAConfig{}, RevocationConfig{CRLFiles: paths, Stale: stale}, root.cert), files
 }
 
 func TestCRL(t *testing.T) {

@@ -24,9 +24,7 @@ const serverPollInterval = 2 * time.Second
 // ServerConfig is the `tls:` section of the configuration file: the
 // gateway's own certificates.
 type ServerConfig struct {
-	// Certificates are PEM certificate chain and key files. Relative paths
-	// are taken from the base directory given to NewServerCerts. They are
-	// re-read when they change. The SNI a client sends picks one (exact
+	// Certificates are PEM certificate chain and key files, re-read when they change. The SNI a client sends picks one (exact
 	// name, then wildcard, then IP address); the first is the fallback.
 	Certificates []CertificateFiles `yaml:"certificates"`
 	// MinVersion is the oldest TLS version accepted: "1.2" (default) or
@@ -41,9 +39,9 @@ type ServerConfig struct {
 // CertificateFiles is one certificate and its key.
 type CertificateFiles struct {
 	// Cert is a PEM file: the leaf first, then its intermediates.
-	Cert string `yaml:"cert"`
+	Cert conf.Path `yaml:"cert"`
 	// Key is the PEM private key of the leaf.
-	Key string `yaml:"key"`
+	Key conf.Path `yaml:"key"`
 }
 
 // Validate reports every problem, each naming its key.
@@ -84,8 +82,8 @@ var ErrNoServerCertificate = errors.New("certs: no server certificate")
 // whole on reload.
 type ServerCerts struct {
 	log   *slog.Logger
-	files []CertificateFiles // resolved paths
-	acme  *acmeManager       // nil: no ACME
+	files []CertificateFiles
+	acme  *acmeManager // nil: no ACME
 
 	cur atomic.Pointer[serverSet]
 
@@ -105,19 +103,16 @@ type serverSet struct {
 	ips      map[netip.Addr]*tls.Certificate
 }
 
-// NewServerCerts validates cfg and loads its certificate files (relative
-// paths are taken from baseDir). It starts nothing; call
-// [ServerCerts.Run] to follow file changes.
-func NewServerCerts(cfg ServerConfig, baseDir string, opts Options) (*ServerCerts, error) {
+// NewServerCerts validates cfg and loads its certificate files. It starts
+// nothing; call [ServerCerts.Run] to follow file changes.
+func NewServerCerts(cfg ServerConfig, opts Options) (*ServerCerts, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	s := &ServerCerts{log: opts.logger()}
-	for _, f := range cfg.Certificates {
-		s.files = append(s.files, CertificateFiles{Cert: resolve(baseDir, f.Cert), Key: resolve(baseDir, f.Key)})
-	}
+	s.files = slices.Clone(cfg.Certificates)
 	if cfg.ACME != nil {
-		m, err := newACMEManager(*cfg.ACME, baseDir, opts)
+		m, err := newACMEManager(*cfg.ACME, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -255,7 +250,7 @@ func (s *ServerCerts) reloadLocked(onlyChanged bool) error {
 	stamps := make([][2]fileStamp, len(s.files))
 	changed := len(s.stamps) != len(s.files)
 	for i, f := range s.files {
-		stamps[i] = [2]fileStamp{stampOf(f.Cert), stampOf(f.Key)}
+		stamps[i] = [2]fileStamp{stampOf(f.Cert.String()), stampOf(f.Key.String())}
 		changed = changed || stamps[i] != s.stamps[i]
 	}
 	if onlyChanged && !changed {
@@ -264,10 +259,10 @@ func (s *ServerCerts) reloadLocked(onlyChanged bool) error {
 	s.stamps = stamps
 	loaded := make([]*tls.Certificate, 0, len(s.files))
 	var errs []error
-	for _, f := range s.files {
+	for i, f := range s.files {
 		c, err := loadKeyPair(f)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, conf.AtKey(fmt.Sprintf("certificates[%d]", i), err))
 			continue
 		}
 		loaded = append(loaded, c)
@@ -284,11 +279,11 @@ func (s *ServerCerts) reloadLocked(onlyChanged bool) error {
 }
 
 func loadKeyPair(f CertificateFiles) (*tls.Certificate, error) {
-	certPEM, err := readFile(f.Cert)
+	certPEM, err := readFile(f.Cert.String())
 	if err != nil {
 		return nil, fmt.Errorf("reading certificate: %w", err)
 	}
-	keyPEM, err := readFile(f.Key)
+	keyPEM, err := readFile(f.Key.String())
 	if err != nil {
 		return nil, fmt.Errorf("reading key: %w", err)
 	}
@@ -334,7 +329,7 @@ func (s *ServerCerts) buildLocked() *serverSet {
 		}
 	}
 	for i, c := range s.loaded {
-		add(c, s.files[i].Cert)
+		add(c, s.files[i].Cert.String())
 	}
 	for _, c := range s.added {
 		add(c, "added")

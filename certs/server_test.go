@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"portcullis/internal/conf"
 )
 
 // serverPair issues a server certificate under ca for hosts and returns
@@ -57,8 +59,8 @@ func TestServerCerts(t *testing.T) {
 	write("w", c, k, 0)
 	c, k = serverPair(t, ca, nil, []net.IP{net.ParseIP("10.0.0.1")})
 	write("ip", c, k, 0)
-	cfg := ServerConfig{Certificates: []CertificateFiles{{"a.pem", "a.key"}, {"w.pem", "w.key"}, {"ip.pem", "ip.key"}}}
-	s, err := NewServerCerts(cfg, dir, Options{})
+	cfg := ServerConfig{Certificates: []CertificateFiles{{inDir(dir, "a.pem"), inDir(dir, "a.key")}, {inDir(dir, "w.pem"), inDir(dir, "w.key")}, {inDir(dir, "ip.pem"), inDir(dir, "ip.key")}}}
+	s, err := NewServerCerts(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,10 +143,10 @@ func TestServerCerts(t *testing.T) {
 }
 
 func TestServerCertsErrors(t *testing.T) {
-	if _, err := NewServerCerts(ServerConfig{Certificates: []CertificateFiles{{"nope.pem", "nope.key"}}}, t.TempDir(), Options{}); err == nil || !errors.Is(err, fs.ErrNotExist) {
+	if _, err := NewServerCerts(ServerConfig{Certificates: []CertificateFiles{{inDir(t.TempDir(), "nope.pem"), "nope.key"}}}, Options{}); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("NewServerCerts with missing files = %v", err)
 	}
-	s, err := NewServerCerts(ServerConfig{}, "", Options{})
+	s, err := NewServerCerts(ServerConfig{}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,3 +166,6 @@ func TestServerCertsErrors(t *testing.T) {
 		}
 	}
 }
+
+// inDir is the configuration path of name in dir.
+func inDir(dir, name string) conf.Path { return conf.Path(filepath.Join(dir, name)) }

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"portcullis/internal/conf"
 )
 
 // testNow is the fixed clock of these tests.
@@ -274,11 +276,11 @@ func newTestDevices(t testing.TB, clock *testClock, ca CAConfig, rev RevocationC
 	if ca.Name == "" {
 		ca.Name = "test"
 	}
-	ca.Bundle = writePEM(t, dir, ca.Name+".pem", certPEM(roots...))
+	ca.Bundle = conf.Path(writePEM(t, dir, ca.Name+".pem", certPEM(roots...)))
 	if ca.DeviceID.From == "" {
 		ca.DeviceID = IdentityRule{From: FromURISAN, Pattern: `^urn:uuid:([0-9a-f-]{36})$`}
 	}
-	d, err := NewDevices(DevicesConfig{CAs: []CAConfig{ca}, Revocation: rev}, "", Options{Now: clock.Now})
+	d, err := NewDevices(DevicesConfig{CAs: []CAConfig{ca}, Revocation: rev}, Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

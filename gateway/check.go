@@ -1,104 +1,81 @@
 package gateway
 
 import (
+	"context"
 	"errors"
-	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"portcullis/certs"
-	"portcullis/enforcement"
 	"portcullis/internal/conf"
 )
 
-// Check validates the configuration file at path as serve would load it,
-// without starting anything or writing any file: it decodes and validates
-// the YAML, compiles every policy, and loads every certificate, CA bundle
-// and secret it names. It returns every problem found, each a
-// *conf.PosError with file, line and column; none means the file is good.
+// Check runs the build `serve` runs on the configuration file at path and
+// discards it: it decodes and validates the file, reads every file it
+// names (secrets, keys, certificates, CA bundles, CRLs, IdP metadata),
+// compiles every policy and CEL expression, and builds the TLS
+// configurations, through the same code as [New]. It listens on nothing,
+// starts no goroutine and makes no network request. It returns every
+// problem found, each a *conf.PosError with file, line and column; none
+// means serve would start with this file (short of binding its
+// addresses).
 //
-// Files that dev.dir provisions on first start are not required to exist.
+// What serve would create rather than read is made in a scratch
+// directory that Check removes: the state directory's contents (the
+// posture store, the assertion and session keys), and the files dev.dir
+// provisions that do not exist yet. So Check writes nothing of its own
+// and never contends with a running gateway for its state.
 func Check(path string) (*Config, []*conf.PosError) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, []*conf.PosError{{File: path, Msg: err.Error()}}
 	}
-	cp, pos, perrs := decodeConfig(path, data)
+	cfg, pos, perrs := decodeConfig(path, data)
 	if len(perrs) > 0 {
 		return nil, perrs
 	}
-	c := *cp
-	var errs []error
-	devDir := ""
-	if c.Dev.Dir != "" {
-		devDir = c.Path(c.Dev.Dir) + string(filepath.Separator)
+	scratch, err := os.MkdirTemp("", "portcullis-check-")
+	if err != nil {
+		return nil, []*conf.PosError{{File: path, Msg: err.Error()}}
 	}
-	provisioned := func(p string) bool {
-		if devDir == "" || !strings.HasPrefix(c.Path(p), devDir) {
-			return false
-		}
-		_, err := os.Stat(c.Path(p))
-		return errors.Is(err, os.ErrNotExist)
-	}
+	defer os.RemoveAll(scratch)
 
-	for i, rc := range c.Resources {
-		if _, err := enforcement.Compile(rc.Policy, enforcement.Defaults{MaxPostureAge: c.Posture.MaxAge.Std()}); err != nil {
-			errs = append(errs, conf.AtKey(fmt.Sprintf("resources[%d].policy", i), err))
-		}
-		if f := rc.UpstreamTLS.CAFile; f != "" {
-			if _, err := os.ReadFile(c.Path(f)); err != nil {
-				errs = append(errs, conf.Errorf(fmt.Sprintf("resources[%d].upstream_tls.ca_file", i), "%v", err))
-			}
-		}
+	run := scratchConfig(path, data, scratch)
+	// A done context: build's warm-up fetches fail at once, unlogged.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	g, err := open(ctx, path, run, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, conf.Locate(path, pos, err)
 	}
-	opts := certs.Options{}
-	tlsCfg := c.TLS
-	tlsCfg.Certificates = nil
-	for i, cert := range c.TLS.Certificates {
-		if provisioned(cert.Cert) || provisioned(cert.Key) {
-			continue
-		}
-		if _, err := certs.NewServerCerts(certs.ServerConfig{Certificates: c.TLS.Certificates[i : i+1]}, c.dir, opts); err != nil {
-			errs = append(errs, conf.AtKey(fmt.Sprintf("tls.certificates[%d]", i), err))
-		}
+	g.close()
+	return cfg, nil
+}
+
+// scratchConfig decodes the configuration again (so nothing is shared with
+// the one Check returns) and moves what serve would create into scratch:
+// the state directory, and every file under dev.dir that is missing (the
+// dev directory itself moves to scratch, where the build provisions it).
+func scratchConfig(path string, data []byte, scratch string) *Config {
+	c, _, _ := decodeConfig(path, data) // decoded once already without error
+	c.State.Dir = conf.Path(filepath.Join(scratch, "state"))
+	if c.Dev.Dir == "" {
+		return c
 	}
-	devCfg := c.Devices
-	devCfg.CAs = nil
-	for _, ca := range c.Devices.CAs {
-		if !provisioned(ca.Bundle) {
-			devCfg.CAs = append(devCfg.CAs, ca)
+	devDir := filepath.Clean(c.Dev.Dir.String())
+	scratchDev := filepath.Join(scratch, "dev")
+	c.Dev.Dir = conf.Path(scratchDev)
+	conf.MapPaths(c, func(p conf.Path) conf.Path {
+		rel, err := filepath.Rel(devDir, p.String())
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+			return p
 		}
-	}
-	if len(devCfg.CAs) > 0 {
-		if _, err := certs.NewDevices(devCfg, c.dir, opts); err != nil {
-			errs = append(errs, conf.AtKey("devices", err))
+		if _, err := os.Stat(p.String()); !errors.Is(err, fs.ErrNotExist) {
+			return p
 		}
-	}
-	for i, fc := range c.Posture.Feeds {
-		for _, f := range append(fc.AuthorizationSecrets(), fc.APITokenFile) {
-			if f == "" || provisioned(f) {
-				continue
-			}
-			if _, err := conf.ReadSecretFile(c.Path(f)); err != nil {
-				errs = append(errs, conf.Errorf(fmt.Sprintf("posture.feeds[%d]", i), "%v", err))
-			}
-		}
-		for _, f := range fc.Secrets() {
-			if provisioned(f) {
-				continue
-			}
-			s, err := conf.ReadSecretFile(c.Path(f))
-			if err == nil {
-				_, err = conf.DecodeWebhookSecret(s)
-			}
-			if err != nil {
-				errs = append(errs, conf.Errorf(fmt.Sprintf("posture.feeds[%d].secret_file", i), "%v", err))
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return nil, conf.Locate(path, pos, errors.Join(errs...))
-	}
-	return &c, nil
+		return conf.Path(filepath.Join(scratchDev, rel))
+	})
+	return c
 }

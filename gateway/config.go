@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -51,10 +50,6 @@ type Config struct {
 	// Shutdown is how long in-flight requests may take to finish on
 	// SIGTERM (default 15s).
 	Shutdown conf.Duration `yaml:"shutdown_timeout"`
-
-	// dir is the directory of the config file; relative paths in the file
-	// are relative to it.
-	dir string
 }
 
 // ListenerConfig is one client-facing address.
@@ -84,7 +79,7 @@ type AdminConfig struct {
 	Listen string `yaml:"listen"`
 	// TokenFile holds the bearer token of the admin API (/v1/...); without
 	// it the API is off and only /healthz, /readyz and /metrics answer.
-	TokenFile string `yaml:"token_file"`
+	TokenFile conf.Path `yaml:"token_file"`
 	// Pprof serves Go's profiler at /debug/pprof/ on the admin listener
 	// (default false). Profiles show request paths and timing: keep the
 	// admin listener on loopback when this is on.
@@ -95,14 +90,14 @@ type AdminConfig struct {
 type StateConfig struct {
 	// Dir holds the posture database and the assertion signing key
 	// (default ./data, relative to the config file).
-	Dir string `yaml:"dir"`
+	Dir conf.Path `yaml:"dir"`
 }
 
 // DevConfig is the quickstart's self-provisioning.
 type DevConfig struct {
 	// Dir, when set, is where the dev CA, the server and sample device
 	// certificates, and the demo feed secret are created if missing.
-	Dir string `yaml:"dir"`
+	Dir conf.Path `yaml:"dir"`
 }
 
 // HeadersConfig says which request headers never reach an upstream.
@@ -150,7 +145,7 @@ type ResourceConfig struct {
 // UpstreamTLSConfig is how the gateway trusts an https:// upstream.
 type UpstreamTLSConfig struct {
 	// CAFile is a PEM bundle of roots (default: the system roots).
-	CAFile string `yaml:"ca_file"`
+	CAFile conf.Path `yaml:"ca_file"`
 	// ServerName overrides the name checked in the upstream's certificate.
 	ServerName string `yaml:"server_name"`
 }
@@ -190,13 +185,10 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 // key that already failed to decode (or lies inside or around one) is
 // dropped, since it only repeats the first.
 func decodeConfig(path string, data []byte) (*Config, conf.Positions, []*conf.PosError) {
-	var c Config
+	// The state directory's default is relative to the file, like every
+	// path in it; set it before decoding, which may replace it.
+	c := Config{State: StateConfig{Dir: conf.Path(conf.BaseDir(path)).Join("data")}}
 	pos, derr := conf.Decode(path, data, &c)
-	abs, aerr := filepath.Abs(filepath.Dir(path))
-	if aerr != nil {
-		abs = filepath.Dir(path)
-	}
-	c.dir = abs
 	c.applyDefaults()
 	decoded := conf.Locate(path, pos, derr)
 	if len(decoded) == 1 && strings.HasPrefix(decoded[0].Msg, "invalid YAML") {
@@ -230,18 +222,6 @@ func overlaps(key string, errs []*conf.PosError) bool {
 	return false
 }
 
-// Path resolves a path from the configuration file: relative paths are
-// relative to the file's directory.
-func (c *Config) Path(p string) string {
-	if p == "" || filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(c.dir, p)
-}
-
-// Dir is the configuration file's directory.
-func (c *Config) Dir() string { return c.dir }
-
 func (c *Config) applyDefaults() {
 	c.Posture.ApplyDefaults()
 	if len(c.Listen) == 0 {
@@ -258,9 +238,6 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = "127.0.0.1:9090"
-	}
-	if c.State.Dir == "" {
-		c.State.Dir = "data"
 	}
 	if c.Assertion.Issuer == "" {
 		c.Assertion.Issuer = "portcullis"
@@ -337,6 +314,9 @@ func (c *Config) Validate() error {
 	}
 	if httpsListeners == 0 {
 		errs = append(errs, conf.Errorf("listen", "no HTTPS listener"))
+	}
+	if c.State.Dir == "" {
+		errs = append(errs, conf.Errorf("state.dir", "must not be empty"))
 	}
 	if c.Admin.Listen != "off" {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {

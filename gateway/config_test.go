@@ -26,8 +26,8 @@ func TestConfigDefaults(t *testing.T) {
 	if l.Address != "127.0.0.1:8443" || l.ClientAuth != "optional" || strings.Join(l.Protocols, ",") != "http/1.1,h2,h3" {
 		t.Errorf("listener defaults = %+v", l)
 	}
-	if c.Admin.Listen != "127.0.0.1:9090" || c.Path(c.State.Dir) != "/etc/p/data" || c.Shutdown.Std().Seconds() != 15 {
-		t.Errorf("defaults: admin %q state %q shutdown %v", c.Admin.Listen, c.Path(c.State.Dir), c.Shutdown)
+	if c.Admin.Listen != "127.0.0.1:9090" || c.State.Dir != "/etc/p/data" || c.Shutdown.Std().Seconds() != 15 {
+		t.Errorf("defaults: admin %q state %q shutdown %v", c.Admin.Listen, c.State.Dir, c.Shutdown)
 	}
 	if r := c.Resources[0]; r.Paths[0] != "/" || r.Timeouts.ResponseHeader.Std().Seconds() != 60 {
 		t.Errorf("resource defaults = %+v", r)

@@ -22,7 +22,7 @@ type devFiles struct {
 // device certificates, and the demo feed's webhook secret. Existing files
 // are kept, so restarts keep the same identities.
 func provisionDev(cfg *Config) (*devFiles, error) {
-	dir := cfg.Path(cfg.Dev.Dir)
+	dir := cfg.Dev.Dir.String()
 	q, err := devca.EnsureQuickstart(dir)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -13,6 +14,17 @@ import (
 // proxy to, and returns its loopback address. It answers with the identity
 // the gateway passed on, so a quickstart user sees what an application
 // behind Portcullis receives.
+// echoHost is the upstream host of builtin:echo resources; their
+// transport dials the demo upstream with dialEcho whatever the host.
+const echoHost = "builtin-echo.invalid"
+
+// dialEcho connects to the demo echo upstream, starting it on first use,
+// so that building a configuration listens on nothing.
+func (g *Gateway) dialEcho(ctx context.Context, network, _ string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, g.echoAddr())
+}
+
 func (g *Gateway) echoAddr() string {
 	g.echoOnce.Do(func() {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -80,6 +80,17 @@ func New(path string, opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	return open(context.Background(), path, cfg, opts)
+}
+
+// open is the build serve and check share: from a decoded and validated
+// configuration it reads every file the configuration names, opens the
+// state, and compiles the first snapshot. It listens on nothing and
+// starts no goroutine. ctx bounds the network fetches that warm caches
+// (see [Gateway.build]). Errors are keyed like validation errors; as many
+// as can be found are joined.
+func open(ctx context.Context, path string, cfg *Config, opts Options) (*Gateway, error) {
+	var err error
 	g := &Gateway{path: path, log: opts.Logger, reg: opts.Registry, ids: newIDGen(), live: newLiveRegistry(), onReady: opts.OnReady, addrs: map[string]string{}}
 	if g.log == nil {
 		g.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -96,42 +107,33 @@ func New(path string, opts Options) (*Gateway, error) {
 	if g.feedMetrics, err = feeds.NewMetrics(g.reg); err != nil {
 		return nil, err
 	}
+	var errs []error // problems that do not stop the build
 	if cfg.Admin.TokenFile != "" {
-		if g.adminToken, err = conf.ReadSecretFile(cfg.Path(cfg.Admin.TokenFile)); err != nil {
-			return nil, fmt.Errorf("admin.token_file: %w", err)
+		if g.adminToken, err = conf.ReadSecretFile(cfg.Admin.TokenFile); err != nil {
+			errs = append(errs, conf.Errorf("admin.token_file", "%v", err))
 		}
 	}
-	stateDir := cfg.Path(cfg.State.Dir)
+	stateDir := cfg.State.Dir.String()
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating state directory: %w", err)
+		return nil, conf.Errorf("state.dir", "creating state directory: %v", err)
 	}
 	if g.store, err = posture.Open(stateDir, posture.Options{Logger: g.log.With("component", "posture")}); err != nil {
-		return nil, fmt.Errorf("opening posture store: %w", err)
+		return nil, conf.Errorf("state.dir", "opening posture store: %v", err)
 	}
 	if err := g.store.RegisterMetrics(g.reg); err != nil {
-		g.store.Close()
+		g.close()
 		return nil, err
 	}
 	if g.signer, err = assertion.Open(stateDir, assertion.Options{Issuer: cfg.Assertion.Issuer, Lifetime: cfg.Assertion.Lifetime.Std()}); err != nil {
-		g.store.Close()
-		return nil, fmt.Errorf("opening assertion key: %w", err)
+		g.close()
+		return nil, conf.Errorf("state.dir", "opening assertion key: %v", err)
 	}
-	ac := cfg.Audit
-	if ac.Output != "" && ac.Output != "stdout" && ac.Output != "stderr" {
-		ac.Output = cfg.Path(ac.Output)
+	if g.audit, err = audit.New(cfg.Audit, audit.Options{Registerer: g.reg, Logger: g.log.With("component", "audit")}); err != nil {
+		errs = append(errs, conf.Errorf("audit", "opening audit log: %v", err))
 	}
-	if ac.Syslog != nil {
-		s := *ac.Syslog
-		s.CAFile = cfg.Path(s.CAFile)
-		ac.Syslog = &s
-	}
-	if g.audit, err = audit.New(ac, audit.Options{Registerer: g.reg, Logger: g.log.With("component", "audit")}); err != nil {
-		g.store.Close()
-		return nil, fmt.Errorf("opening audit log: %w", err)
-	}
-	s, err := g.build(cfg)
-	if err != nil {
-		g.store.Close()
+	s, err := g.build(ctx, cfg)
+	if err = errors.Join(append(errs, err)...); err != nil {
+		g.close()
 		return nil, err
 	}
 	g.cur.Store(s)
@@ -141,6 +143,16 @@ func New(path string, opts Options) (*Gateway, error) {
 		g.modTime = fi.ModTime()
 	}
 	return g, nil
+}
+
+// close releases what open acquired, for a Gateway that never ran (Run
+// releases them itself).
+func (g *Gateway) close() {
+	if g.audit != nil {
+		g.audit.Close()
+	}
+	g.ident.Close()
+	g.store.Close()
 }
 
 // Store is the posture store, for the admin API and tests.
@@ -331,6 +343,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.ident.Close()
 	g.bgWG.Wait()
+	g.echoOnce.Do(func() {}) // waits for a start in progress; none follows
 	if g.echoLn != nil {
 		g.echoLn.Close()
 	}
@@ -412,7 +425,7 @@ func (g *Gateway) reloadLocked() error {
 	if !reflect.DeepEqual(cfg.Listen, old.cfg.Listen) || cfg.Admin != old.cfg.Admin || cfg.State != old.cfg.State {
 		return errors.New("listen, admin and state changes need a restart")
 	}
-	s, err := g.build(cfg)
+	s, err := g.build(context.Background(), cfg)
 	if err != nil {
 		return err
 	}

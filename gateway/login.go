@@ -3,13 +3,10 @@ package gateway
 import (
 	"context"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 
 	"portcullis/identity"
-	"portcullis/identity/oidc"
-	"portcullis/identity/saml"
 )
 
 // IdentityConfig configures the identity providers users log in with
@@ -19,17 +16,18 @@ type IdentityConfig = identity.Config
 // buildLogins builds the identity providers of cfg (identity.New) into
 // s.logins, and mounts their endpoints (start, callbacks, handoff,
 // logout, SAML metadata) in s.system.
-func (g *Gateway) buildLogins(cfg *Config, s *snapshot) error {
+// ctx bounds the first fetch of SAML metadata URLs.
+func (g *Gateway) buildLogins(ctx context.Context, cfg *Config, s *snapshot) error {
 	hosts := map[string][]string{}
 	for i := range cfg.Resources {
 		rc := &cfg.Resources[i]
 		hosts[rc.Policy.Login] = append(hosts[rc.Policy.Login], rc.Hosts...)
 	}
-	set, err := identity.New(context.Background(), identityPaths(cfg), identity.Options{
+	set, err := identity.New(ctx, cfg.Identity, identity.Options{
 		Logger:   g.log,
 		Store:    g.store,
 		State:    g.ident,
-		StateDir: cfg.Path(cfg.State.Dir),
+		StateDir: cfg.State.Dir.String(),
 		Hosts:    hosts,
 		Ports:    g.servesPort,
 	})
@@ -41,32 +39,6 @@ func (g *Gateway) buildLogins(cfg *Config, s *snapshot) error {
 		s.system[path] = h
 	}
 	return nil
-}
-
-// identityPaths returns cfg's identity section with its relative paths
-// resolved against the configuration file; cfg is not changed.
-func identityPaths(cfg *Config) identity.Config {
-	ic := cfg.Identity
-	ic.Session.KeyFile = cfg.Path(ic.Session.KeyFile)
-	ic.OIDC = slices.Clone(ic.OIDC)
-	for i := range ic.OIDC {
-		ic.OIDC[i] = resolveOIDC(cfg, ic.OIDC[i])
-	}
-	ic.SAML = slices.Clone(ic.SAML)
-	for i := range ic.SAML {
-		ic.SAML[i] = resolveSAML(cfg, ic.SAML[i])
-	}
-	return ic
-}
-
-func resolveOIDC(cfg *Config, c oidc.ProviderConfig) oidc.ProviderConfig {
-	c.ClientSecretFile = cfg.Path(c.ClientSecretFile)
-	return c
-}
-
-func resolveSAML(cfg *Config, c saml.Config) saml.Config {
-	c.IdPMetadataFile, c.KeyFile, c.CertFile = cfg.Path(c.IdPMetadataFile), cfg.Path(c.KeyFile), cfg.Path(c.CertFile)
-	return c
 }
 
 // servesPort reports whether port is one a client reaches the gateway's

@@ -169,7 +169,7 @@ resources:
 	s.cfg.Resources[0].Policy.Login = "saml:corp"
 	s.cfg.Identity.SAML = []saml.Config{{Name: "corp", IdPMetadataURL: idp + "/metadata", RootURL: root,
 		Attributes: saml.Attributes{User: "uid", Groups: "eduPersonAffiliation"}}}
-	if err := g.buildLogins(s.cfg, s); err != nil {
+	if err := g.buildLogins(context.Background(), s.cfg, s); err != nil {
 		t.Fatal(err)
 	}
 	if s.logins.Authenticator("saml:corp") == nil || s.system["/.portcullis/saml/corp/acs"] == nil {
@@ -205,7 +205,7 @@ resources:
 		t.Errorf("bob: %d %s", code, body)
 	}
 	// A second build (a reload) reuses the replay cache and metrics.
-	if err := g.buildLogins(s.cfg, s); err != nil {
+	if err := g.buildLogins(context.Background(), s.cfg, s); err != nil {
 		t.Errorf("rebuild: %v", err)
 	}
 }

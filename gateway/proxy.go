@@ -61,7 +61,7 @@ func newProxy(rc *ResourceConfig, target string, cfg *Config, onError func(http.
 	case "https":
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: rc.UpstreamTLS.ServerName}
 		if rc.UpstreamTLS.CAFile != "" {
-			pem, err := os.ReadFile(cfg.Path(rc.UpstreamTLS.CAFile))
+			pem, err := os.ReadFile(rc.UpstreamTLS.CAFile.String())
 			if err != nil {
 				return nil, nil, fmt.Errorf("reading upstream CA: %w", err)
 			}

@@ -32,7 +32,7 @@ func (g *Gateway) Quickstart() *QuickstartInfo {
 	if cfg.Dev.Dir == "" {
 		return nil
 	}
-	dir := cfg.Path(cfg.Dev.Dir)
+	dir := cfg.Dev.Dir.String()
 	info := &QuickstartInfo{
 		Dir: dir, CACert: filepath.Join(dir, "ca.pem"),
 		DeviceCert: filepath.Join(dir, "device.pem"), DeviceKey: filepath.Join(dir, "device.key"),
@@ -42,7 +42,7 @@ func (g *Gateway) Quickstart() *QuickstartInfo {
 		info.DeviceID = strings.TrimSpace(string(b))
 	}
 	for _, f := range cfg.Posture.Feeds {
-		info.FeedName, info.FeedSecret = f.Name, cfg.Path(f.SecretFile)
+		info.FeedName, info.FeedSecret = f.Name, f.SecretFile.String()
 		break
 	}
 	for k, v := range g.listenerAddrs() {
@@ -63,7 +63,7 @@ func (g *Gateway) seedDevPosture(cfg *Config) {
 	if cfg.Dev.Dir == "" || len(cfg.Posture.Feeds) == 0 {
 		return
 	}
-	dir := cfg.Path(cfg.Dev.Dir)
+	dir := cfg.Dev.Dir.String()
 	b, err := os.ReadFile(filepath.Join(dir, "device.id"))
 	if err != nil {
 		return
@@ -71,7 +71,7 @@ func (g *Gateway) seedDevPosture(cfg *Config) {
 	id := strings.TrimSpace(string(b))
 	ca := ""
 	for _, c := range cfg.Devices.CAs {
-		if filepath.Clean(cfg.Path(c.Bundle)) == filepath.Join(dir, "device-ca.pem") {
+		if filepath.Clean(c.Bundle.String()) == filepath.Join(dir, "device-ca.pem") {
 			ca = c.Name
 		}
 	}

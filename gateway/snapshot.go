@@ -86,8 +86,14 @@ func (l *listenerTLS) forHost(sni string) *tls.Config {
 
 // build compiles cfg into a snapshot. It loads every file the
 // configuration names; errors are keyed like validation errors so that
-// `portcullis check` can place them in the file.
-func (g *Gateway) build(cfg *Config) (*snapshot, error) {
+// `portcullis check` can place them in the file. It listens on nothing and
+// starts no goroutine.
+//
+// ctx bounds the network fetches build makes to warm caches before
+// serving: CRL URLs and SAML metadata URLs. Their failures are logged, not
+// returned (they are retried while serving), so check passes a done ctx
+// and makes no request at all.
+func (g *Gateway) build(ctx context.Context, cfg *Config) (*snapshot, error) {
 	s := &snapshot{cfg: cfg, gw: g, system: map[string]http.Handler{}}
 	var errs []error
 
@@ -99,8 +105,8 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 		}
 	}
 
-	copts := certs.Options{Logger: g.log.With("component", "certs"), StateDir: cfg.Path(cfg.State.Dir)}
-	server, err := certs.NewServerCerts(cfg.TLS, cfg.Dir(), copts)
+	copts := certs.Options{Logger: g.log.With("component", "certs"), StateDir: cfg.State.Dir.String()}
+	server, err := certs.NewServerCerts(cfg.TLS, copts)
 	if err != nil {
 		errs = append(errs, conf.AtKey("tls", err))
 	} else {
@@ -110,14 +116,14 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 		s.server = server
 	}
 	if len(cfg.Devices.CAs) > 0 {
-		d, err := certs.NewDevices(cfg.Devices, cfg.Dir(), copts)
+		d, err := certs.NewDevices(cfg.Devices, copts)
 		if err != nil {
 			errs = append(errs, conf.AtKey("devices", err))
 		} else {
 			if len(cfg.Devices.Revocation.CRLURLs) > 0 {
 				// Fetch CRLs before serving: until the first fetch a CRL
 				// counts as stale, which with stale: deny refuses everyone.
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 				if err := d.RefreshCRLs(ctx); err != nil {
 					g.log.Warn("fetching CRLs before serving", "error", err)
 				}
@@ -139,7 +145,7 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 		res := &resource{cfg: rc, name: rc.Name, policy: pol}
 		target := rc.Upstream
 		if target == "builtin:echo" {
-			target = "http://" + g.echoAddr()
+			target = "http://" + echoHost // dialed by dialEcho
 		}
 		onErr := func(w http.ResponseWriter, r *http.Request, err error) {
 			if e := liveFrom(r.Context()); e != nil {
@@ -172,6 +178,9 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 			errs = append(errs, conf.AtKey(key+".upstream", err))
 			continue
 		}
+		if rc.Upstream == "builtin:echo" {
+			res.transport.(*http.Transport).DialContext = g.dialEcho
+		}
 		s.resources = append(s.resources, res)
 	}
 	s.router = newRouter(s.resources)
@@ -184,7 +193,6 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 		if fc.DeviceCA == "" && len(cfg.Devices.CAs) == 1 {
 			fc.DeviceCA = cfg.Devices.CAs[0].Name
 		}
-		fc.ResolvePaths(cfg.Path)
 		r, err := feeds.New(fc, g.store, feeds.Options{Logger: g.log.With("component", "feeds"), Metrics: g.feedMetrics})
 		if err != nil {
 			errs = append(errs, conf.AtKey(fmt.Sprintf("posture.feeds[%d]", i), err))
@@ -194,7 +202,7 @@ func (g *Gateway) build(cfg *Config) (*snapshot, error) {
 		s.feeds = append(s.feeds, r)
 	}
 	s.system["/.well-known/portcullis/jwks.json"] = g.signer.Handler()
-	if err := g.buildLogins(cfg, s); err != nil {
+	if err := g.buildLogins(ctx, cfg, s); err != nil {
 		errs = append(errs, conf.AtKey("identity", err))
 	}
 

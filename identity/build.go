@@ -96,7 +96,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Set, error) {
 // with a new key when missing.
 func sessionKeys(c session.Config, stateDir string) ([][]byte, error) {
 	if c.KeyFile != "" {
-		return session.LoadKeyFile(c.KeyFile, false)
+		return session.LoadKeyFile(c.KeyFile.String(), false)
 	}
 	return session.LoadKeyFile(filepath.Join(stateDir, "session.keys"), true)
 }

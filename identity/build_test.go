@@ -16,6 +16,7 @@ import (
 	"portcullis/identity/internal/flow"
 	"portcullis/identity/oidc"
 	"portcullis/identity/saml"
+	"portcullis/internal/conf"
 	"portcullis/posture"
 )
 
@@ -56,8 +57,8 @@ func TestNew(t *testing.T) {
 	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
 	cfg := Config{
 		OIDC: []oidc.ProviderConfig{{Name: "corp", Issuer: "https://login.example.test", ClientID: "portcullis",
-			ClientSecretFile: secret, RedirectURL: "https://auth.example.test/.portcullis/oidc/callback"}},
-		SAML: []saml.Config{{Name: "corp", IdPMetadataFile: idpMetadata(t, dir), RootURL: "https://login.example.test"}},
+			ClientSecretFile: conf.Path(secret), RedirectURL: "https://auth.example.test/.portcullis/oidc/callback"}},
+		SAML: []saml.Config{{Name: "corp", IdPMetadataFile: conf.Path(idpMetadata(t, dir)), RootURL: "https://login.example.test"}},
 	}
 	st := NewState(nil)
 	defer st.Close()

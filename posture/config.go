@@ -99,10 +99,10 @@ type FeedConfig struct {
 	// SecretFile is a file holding the feed's Standard Webhooks secret
 	// ("whsec_" followed by the base64 of 24 to 64 random bytes). Required
 	// unless SecretFiles is set.
-	SecretFile string `yaml:"secret_file"`
+	SecretFile conf.Path `yaml:"secret_file"`
 	// SecretFiles are further secret files, for rotation: a signature by
 	// any of the feed's secrets is accepted. At most two secrets in all.
-	SecretFiles []string `yaml:"secret_files"`
+	SecretFiles []conf.Path `yaml:"secret_files"`
 	// DeviceCA is the name of the device CA whose devices this feed
 	// reports on; device ids in its events are keys under that CA. When
 	// only one device CA is configured it is the default.
@@ -122,10 +122,10 @@ type FeedConfig struct {
 	// sends on push ("Authorization: Bearer <token>") and that the
 	// gateway sends on poll and stream management. universal-logout: a
 	// static bearer token (instead of a signed JWT).
-	AuthorizationFile string `yaml:"authorization_file"`
+	AuthorizationFile conf.Path `yaml:"authorization_file"`
 	// AuthorizationFiles are further secret files accepted during a
 	// rotation (not sent). At most two in all.
-	AuthorizationFiles []string `yaml:"authorization_files"`
+	AuthorizationFiles []conf.Path `yaml:"authorization_files"`
 	// Header (okta-event-hook) is the header that carries the secret.
 	// Default "Authorization".
 	Header string `yaml:"header"`
@@ -135,7 +135,7 @@ type FeedConfig struct {
 	OktaOrg string `yaml:"okta_org"`
 	// APITokenFile (okta-event-hook) is a file holding an Okta API token
 	// (SSWS) with read access to the System Log. Required with okta_org.
-	APITokenFile string `yaml:"api_token_file"`
+	APITokenFile conf.Path `yaml:"api_token_file"`
 	// PollInterval is how often the Okta System Log is polled (default
 	// 5m), or how long an SSF poller waits after an empty poll (default
 	// 30s).
@@ -181,27 +181,12 @@ type FeedConfig struct {
 
 // AuthorizationSecrets returns the feed's authorization files,
 // AuthorizationFile first.
-func (f *FeedConfig) AuthorizationSecrets() []string {
-	var out []string
+func (f *FeedConfig) AuthorizationSecrets() []conf.Path {
+	var out []conf.Path
 	if f.AuthorizationFile != "" {
 		out = append(out, f.AuthorizationFile)
 	}
 	return append(out, f.AuthorizationFiles...)
-}
-
-// ResolvePaths rewrites every file name of the feed with resolve (which
-// makes a relative name relative to the configuration file).
-func (f *FeedConfig) ResolvePaths(resolve func(string) string) {
-	for _, p := range []*string{&f.SecretFile, &f.AuthorizationFile, &f.APITokenFile} {
-		if *p != "" {
-			*p = resolve(*p)
-		}
-	}
-	for _, list := range [][]string{f.SecretFiles, f.AuthorizationFiles} {
-		for i := range list {
-			list[i] = resolve(list[i])
-		}
-	}
 }
 
 // ApplyDefaults fills every unset key with its default. It leaves
@@ -255,8 +240,8 @@ func (f *FeedConfig) ApplyDefaults() {
 }
 
 // Secrets returns the feed's secret files, SecretFile first.
-func (f *FeedConfig) Secrets() []string {
-	var out []string
+func (f *FeedConfig) Secrets() []conf.Path {
+	var out []conf.Path
 	if f.SecretFile != "" {
 		out = append(out, f.SecretFile)
 	}

@@ -17,7 +17,7 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"empty", Config{}, nil},
 		{"one feed", Config{Feeds: []FeedConfig{ok}}, nil},
-		{"rotation", Config{Feeds: []FeedConfig{{Name: "uem", Type: "webhook", SecretFile: "a", SecretFiles: []string{"b"}}}}, nil},
+		{"rotation", Config{Feeds: []FeedConfig{{Name: "uem", Type: "webhook", SecretFile: "a", SecretFiles: []conf.Path{"b"}}}}, nil},
 		{"missing name, type and secret", Config{Feeds: []FeedConfig{{}}},
 			[]string{"feeds[0].name: required", "feeds[0].type: required (supported: webhook, okta-event-hook, ssf, universal-logout)", "feeds[0].secret_file: required"}},
 		{"okta", Config{Feeds: []FeedConfig{{Name: "okta", Type: "okta-event-hook", AuthorizationFile: "a", OktaOrg: "https://acme.okta.com", APITokenFile: "t"}}}, nil},
@@ -31,7 +31,7 @@ func TestConfigValidate(t *testing.T) {
 			[]string{"feeds[0].audience: required with issuer", "feeds[0].client_id: required with issuer"}},
 		{"unknown type", Config{Feeds: []FeedConfig{{Name: "x", Type: "jamf", SecretFile: "s"}}},
 			[]string{`feeds[0].type: unknown feed type "jamf" (supported: webhook, okta-event-hook, ssf, universal-logout)`}},
-		{"three secrets", Config{Feeds: []FeedConfig{{Name: "x", Type: "webhook", SecretFile: "a", SecretFiles: []string{"b", "c"}}}},
+		{"three secrets", Config{Feeds: []FeedConfig{{Name: "x", Type: "webhook", SecretFile: "a", SecretFiles: []conf.Path{"b", "c"}}}},
 			[]string{"feeds[0].secret_files: at most 2 secrets"}},
 		{"duplicate name and path", Config{Feeds: []FeedConfig{ok, ok}},
 			[]string{`feeds[1].name: "uem" is already the name of feeds[0]`, `feeds[1].path: "/.portcullis/feeds/uem" is already the path of feeds[0]`}},

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"portcullis/certs"
+	"portcullis/internal/conf"
 )
 
 // pebbleVersion is the Pebble the ACME test runs against (TESTING.md §4).
@@ -228,11 +229,11 @@ func TestACMEWithPebble(t *testing.T) {
 	staticCert, staticKey := filepath.Join(dir, "static.crt"), filepath.Join(dir, "static.key")
 	writeSelfSigned(t, staticCert, staticKey)
 	cfg := certs.ServerConfig{
-		Certificates: []certs.CertificateFiles{{Cert: staticCert, Key: staticKey}},
+		Certificates: []certs.CertificateFiles{{Cert: conf.Path(staticCert), Key: conf.Path(staticKey)}},
 		ACME: &certs.ACMEConfig{
 			Email:      "ops@example.test",
 			CA:         peb.dir + "/dir",
-			CARoot:     peb.tlsCert,
+			CARoot:     conf.Path(peb.tlsCert),
 			Domains:    []string{"app.portcullis.test"},
 			Challenges: []string{certs.ChallengeHTTP01},
 			Profile:    "short",
@@ -246,7 +247,7 @@ func TestACMEWithPebble(t *testing.T) {
 			t.Logf("certs log:\n%s", logs.String())
 		}
 	})
-	sc, err := certs.NewServerCerts(cfg, "", certs.Options{Logger: logger, StateDir: filepath.Join(dir, "state"), ACMERenewCheck: time.Second})
+	sc, err := certs.NewServerCerts(cfg, certs.Options{Logger: logger, StateDir: filepath.Join(dir, "state"), ACMERenewCheck: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"portcullis/certs"
+	"portcullis/internal/conf"
 )
 
 func parsePEMCert(t *testing.T, b []byte) *x509.Certificate {
@@ -52,11 +53,11 @@ func TestIssueVerifyRevoke(t *testing.T) {
 
 	cfg := certs.DevicesConfig{CAs: []certs.CAConfig{{
 		Name:     "dev",
-		Bundle:   "ca.pem",
+		Bundle:   conf.Path(filepath.Join(dir, "ca.pem")),
 		DeviceID: certs.IdentityRule{From: certs.FromURISAN, Pattern: QuickstartDeviceIDPattern},
 		User:     &certs.IdentityRule{From: certs.FromUPNSAN},
 	}}}
-	d, err := certs.NewDevices(cfg, dir, certs.Options{})
+	d, err := certs.NewDevices(cfg, certs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestIssueVerifyRevoke(t *testing.T) {
 	}
 	// The email SAN carries the same user.
 	cfg.CAs[0].User = &certs.IdentityRule{From: certs.FromEmailSAN}
-	d2, err := certs.NewDevices(cfg, dir, certs.Options{})
+	d2, err := certs.NewDevices(cfg, certs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +95,8 @@ func TestIssueVerifyRevoke(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "ca.crl"), crl, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Revocation.CRLFiles = []string{"ca.crl"}
-	d3, err := certs.NewDevices(cfg, dir, certs.Options{})
+	cfg.Revocation.CRLFiles = []conf.Path{conf.Path(filepath.Join(dir, "ca.crl"))}
+	d3, err := certs.NewDevices(cfg, certs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +212,7 @@ func TestEnsureQuickstart(t *testing.T) {
 	}
 
 	// The device certificate verifies with the documented rules.
-	d, err := certs.NewDevices(certs.DevicesConfig{CAs: []certs.CAConfig{QuickstartCAConfig("dev", q.DeviceCACert)}}, "", certs.Options{})
+	d, err := certs.NewDevices(certs.DevicesConfig{CAs: []certs.CAConfig{QuickstartCAConfig("dev", q.DeviceCACert)}}, certs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +229,7 @@ func TestEnsureQuickstart(t *testing.T) {
 	}
 
 	// The server certificate is trusted through ca.pem, for every host.
-	sc, err := certs.NewServerCerts(certs.ServerConfig{Certificates: []certs.CertificateFiles{{Cert: q.ServerCert, Key: q.ServerKey}}}, "", certs.Options{})
+	sc, err := certs.NewServerCerts(certs.ServerConfig{Certificates: []certs.CertificateFiles{{Cert: conf.Path(q.ServerCert), Key: conf.Path(q.ServerKey)}}}, certs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"portcullis/certs"
+	"portcullis/internal/conf"
 )
 
 // The quickstart's identity rules, for the gateway's quickstart
@@ -32,7 +33,7 @@ const (
 func QuickstartCAConfig(name, bundle string) certs.CAConfig {
 	return certs.CAConfig{
 		Name:     name,
-		Bundle:   bundle,
+		Bundle:   conf.Path(bundle),
 		DeviceID: certs.IdentityRule{From: QuickstartDeviceIDFrom, Pattern: QuickstartDeviceIDPattern},
 		User:     &certs.IdentityRule{From: QuickstartUserFrom},
 	}

@@ -60,7 +60,7 @@ func cmdPosture(args []string, stdout, stderr io.Writer) int {
 	var id [8]byte
 	rand.Read(id[:])
 	p.Source, p.EventID, p.User = *source, "manual-"+hex.EncodeToString(id[:]), strings.ToLower(*user)
-	db, err := posture.Open(cfg.Path(cfg.State.Dir), posture.Options{})
+	db, err := posture.Open(cfg.State.Dir.String(), posture.Options{})
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis posture set: %v (stop the gateway first, or post to its feed)\n", err)
 		return 1

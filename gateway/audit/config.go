@@ -27,7 +27,7 @@ type Config struct {
 	// Output receives one JSON decision record per line: "stdout",
 	// "stderr", or the path of a file, which is appended to and created
 	// with mode 0600 if missing. Default: stdout.
-	Output string `yaml:"output"`
+	Output Output `yaml:"output"`
 	// Syslog, when set, also ships every record to a SIEM as RFC 5424
 	// syslog over TCP or TLS.
 	Syslog *SyslogConfig `yaml:"syslog"`
@@ -43,13 +43,35 @@ type SyslogConfig struct {
 	Transport string `yaml:"transport"`
 	// CAFile is a PEM bundle of the CAs that may sign the receiver's
 	// certificate, for transport "tls". Default: the system roots.
-	CAFile string `yaml:"ca_file"`
+	CAFile conf.Path `yaml:"ca_file"`
 	// AppName is the RFC 5424 APP-NAME. Default: portcullis.
 	AppName string `yaml:"app_name"`
 	// Buffer is how many messages wait for the receiver; when it is full,
 	// new records are dropped and counted in
 	// portcullis_audit_dropped_total{sink="syslog"}. Default: 10000.
 	Buffer int `yaml:"buffer"`
+}
+
+// Output is where decision records are written: "stdout", "stderr", or a
+// file. The decoder resolves a relative file name against the
+// configuration file's directory.
+type Output string
+
+// The outputs that are not files.
+const (
+	OutputStdout Output = "stdout"
+	OutputStderr Output = "stderr"
+)
+
+// UnmarshalConfigPath implements [conf.PathUnmarshaler].
+func (o *Output) UnmarshalConfigPath(text []byte, dir string) error {
+	switch s := Output(text); s {
+	case OutputStdout, OutputStderr:
+		*o = s
+	default:
+		*o = Output(conf.Resolve(dir, string(text)))
+	}
+	return nil
 }
 
 // Validate reports every problem in c.

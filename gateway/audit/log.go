@@ -102,16 +102,16 @@ func New(cfg Config, opts Options) (*Log, error) {
 		}
 	}
 	switch cfg.Output {
-	case "", "stdout":
+	case "", OutputStdout:
 		l.out = cmp(opts.Stdout, io.Writer(os.Stdout))
-	case "stderr":
+	case OutputStderr:
 		l.out = cmp(opts.Stderr, io.Writer(os.Stderr))
 	default:
-		f, err := os.OpenFile(cfg.Output, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		f, err := os.OpenFile(string(cfg.Output), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("audit: output: %w", err)
 		}
-		l.out, l.file, l.path = f, f, cfg.Output
+		l.out, l.file, l.path = f, f, string(cfg.Output)
 	}
 	l.reopen = make(chan chan error)
 	return l, nil

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"portcullis/internal/conf"
 )
 
 // counter returns the value of a metric series from reg.
@@ -108,7 +110,7 @@ func TestOutputFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("earlier\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l, err := New(Config{Output: path}, Options{})
+	l, err := New(Config{Output: Output(path)}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +125,7 @@ func TestOutputFile(t *testing.T) {
 		t.Errorf("file:\n%s\nwant:\n%s", got, want)
 	}
 
-	if _, err := New(Config{Output: filepath.Join(t.TempDir(), "missing", "audit.log")}, Options{}); err == nil {
+	if _, err := New(Config{Output: Output(filepath.Join(t.TempDir(), "missing", "audit.log"))}, Options{}); err == nil {
 		t.Error("New with an output in a missing directory succeeded")
 	}
 }
@@ -134,7 +136,7 @@ func TestOutputFile(t *testing.T) {
 func TestReopen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.log")
-	l, err := New(Config{Output: path}, Options{})
+	l, err := New(Config{Output: Output(path)}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +188,7 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	l2, err := New(Config{Output: filepath.Join(sub, "audit.log")}, Options{Registerer: reg})
+	l2, err := New(Config{Output: Output(filepath.Join(sub, "audit.log"))}, Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +305,7 @@ func TestSyslogTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	rcv := listenReceiver(t, ln, parse)
-	l, err := New(Config{Syslog: &SyslogConfig{Address: rcv.Addr(), Transport: "tls", CAFile: caFile, AppName: "pep"}}, Options{Stdout: io.Discard})
+	l, err := New(Config{Syslog: &SyslogConfig{Address: rcv.Addr(), Transport: "tls", CAFile: conf.Path(caFile), AppName: "pep"}}, Options{Stdout: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +326,7 @@ func TestSyslogTLSUntrusted(t *testing.T) {
 	}
 	rcv := listenReceiver(t, ln, parse)
 	reg := prometheus.NewRegistry()
-	l, err := New(Config{Syslog: &SyslogConfig{Address: rcv.Addr(), Transport: "tls", CAFile: otherCA}}, Options{Stdout: io.Discard, Registerer: reg})
+	l, err := New(Config{Syslog: &SyslogConfig{Address: rcv.Addr(), Transport: "tls", CAFile: conf.Path(otherCA)}}, Options{Stdout: io.Discard, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -193,7 +193,7 @@ func TestConfigValidate(t *testing.T) {
 		{"empty", Config{}, nil},
 		{"file", Config{Output: "/var/log/portcullis/audit.log"}, nil},
 		{"syslog tcp", Config{Syslog: &SyslogConfig{Address: "siem.example.com:514"}}, nil},
-		{"syslog tls", Config{Syslog: &SyslogConfig{Address: "[2001:db8::1]:6514", Transport: "tls", CAFile: "ca.pem", AppName: "pep", Buffer: 500}}, nil},
+		{"syslog tls", Config{Syslog: &SyslogConfig{Address: "[2001:db8::1]:6514", Transport: "tls", CAFile: "/etc/p/ca.pem", AppName: "pep", Buffer: 500}}, nil},
 		{"no address", Config{Syslog: &SyslogConfig{}}, []string{"syslog.address"}},
 		{"no port", Config{Syslog: &SyslogConfig{Address: "siem"}}, []string{"syslog.address"}},
 		{"bad port", Config{Syslog: &SyslogConfig{Address: "siem:syslog"}}, []string{"syslog.address"}},
@@ -226,12 +226,16 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigDecode(t *testing.T) {
 	var c Config
-	_, err := conf.Decode("audit.yaml", []byte("output: stderr\nsyslog:\n  address: siem:6514\n  transport: tls\n  ca_file: ca.pem\n  app_name: pep\n  buffer: 20\n"), &c)
+	_, err := conf.Decode("/etc/p/audit.yaml", []byte("output: stderr\nsyslog:\n  address: siem:6514\n  transport: tls\n  ca_file: ca.pem\n  app_name: pep\n  buffer: 20\n"), &c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := SyslogConfig{Address: "siem:6514", Transport: "tls", CAFile: "ca.pem", AppName: "pep", Buffer: 20}
+	want := SyslogConfig{Address: "siem:6514", Transport: "tls", CAFile: "/etc/p/ca.pem", AppName: "pep", Buffer: 20}
 	if c.Output != "stderr" || c.Syslog == nil || *c.Syslog != want {
 		t.Errorf("decoded %+v %+v", c, c.Syslog)
+	}
+	// A file output is resolved against the configuration file.
+	if _, err := conf.Decode("/etc/p/audit.yaml", []byte("output: decisions.log\n"), &c); err != nil || c.Output != "/etc/p/decisions.log" {
+		t.Errorf("output = %q, err %v", c.Output, err)
 	}
 }

@@ -59,7 +59,7 @@ func newSyslogSink(c *SyslogConfig, hostname string, logger *slog.Logger, m *met
 		host, _, _ := net.SplitHostPort(c.Address)
 		s.tls = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 		if c.CAFile != "" {
-			pem, err := os.ReadFile(c.CAFile)
+			pem, err := os.ReadFile(c.CAFile.String())
 			if err != nil {
 				return nil, fmt.Errorf("audit: syslog.ca_file: %w", err)
 			}

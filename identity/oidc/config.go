@@ -35,9 +35,8 @@ type ProviderConfig struct {
 	Issuer string `yaml:"issuer"`
 	// ClientID is the client registered at the provider.
 	ClientID string `yaml:"client_id"`
-	// ClientSecretFile holds the client secret (relative to the config
-	// file).
-	ClientSecretFile string `yaml:"client_secret_file"`
+	// ClientSecretFile holds the client secret.
+	ClientSecretFile conf.Path `yaml:"client_secret_file"`
 	// Scopes requested. Default: openid, email, profile. openid is always
 	// added.
 	Scopes []string `yaml:"scopes"`

@@ -103,7 +103,7 @@ func New(cfgs []ProviderConfig, opts Options) (*Manager, error) {
 	for i := range cfgs {
 		c := cfgs[i]
 		c.ApplyDefaults()
-		secret, err := conf.ReadSecretFile(c.ClientSecretFile)
+		secret, err := conf.ReadSecretFile(c.ClientSecretFile.String())
 		if err != nil {
 			return nil, conf.AtKey(fmt.Sprintf("[%d].client_secret_file", i), err)
 		}

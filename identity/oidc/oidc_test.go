@@ -22,6 +22,7 @@ import (
 	"portcullis/enforcement"
 	"portcullis/identity/internal/flow"
 	"portcullis/identity/session"
+	"portcullis/internal/conf"
 	"portcullis/posture"
 )
 
@@ -137,7 +138,7 @@ func newManager(t *testing.T, op *fakeOP, store *fakeStore) *Manager {
 	key := make([]byte, session.KeySize)
 	rand.Read(key)
 	m, err := New([]ProviderConfig{{
-		Name: "corp", Issuer: op.srv.URL, ClientID: "portcullis", ClientSecretFile: secret,
+		Name: "corp", Issuer: op.srv.URL, ClientID: "portcullis", ClientSecretFile: conf.Path(secret),
 		RedirectURL: "https://auth.example.test/.portcullis/oidc/callback",
 		Bearer:      &BearerConfig{Audience: "api://portcullis"},
 	}}, Options{Store: store, SessionKeys: [][]byte{key}, Hosts: map[string][]string{"corp": {"app.example.test", "*.apps.example.test"}},

@@ -42,7 +42,7 @@ type Config struct {
 	Name string `yaml:"name"`
 	// IdPMetadataFile is the IdP's metadata XML, pinned on disk. Exactly
 	// one of idp_metadata_file and idp_metadata_url is set.
-	IdPMetadataFile string `yaml:"idp_metadata_file"`
+	IdPMetadataFile conf.Path `yaml:"idp_metadata_file"`
 	// IdPMetadataURL is where the IdP's metadata is fetched (https, or
 	// http on a loopback address), and re-fetched every metadata_refresh;
 	// the last good copy stays in use when a fetch fails.
@@ -56,8 +56,8 @@ type Config struct {
 	// KeyFile and CertFile are the SP's signing and decryption key (PEM,
 	// RSA) and its certificate. Both empty: saml-NAME.key and
 	// saml-NAME.crt in the state directory, created when missing.
-	KeyFile  string `yaml:"key_file"`
-	CertFile string `yaml:"cert_file"`
+	KeyFile  conf.Path `yaml:"key_file"`
+	CertFile conf.Path `yaml:"cert_file"`
 	// Attributes says which assertion attributes carry the identity.
 	Attributes Attributes `yaml:"attributes"`
 	// AllowIdPInitiated accepts responses no AuthnRequest asked for

@@ -28,6 +28,7 @@ import (
 
 	"portcullis/identity/internal/flow"
 	"portcullis/identity/session"
+	"portcullis/internal/conf"
 	"portcullis/posture"
 )
 
@@ -133,7 +134,7 @@ func newFixture(t testing.TB, mut func(*Config)) *fixture {
 	kf, cf := filepath.Join(dir, "sp.key"), filepath.Join(dir, "sp.crt")
 	os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(spk.key)}), 0o600)
 	os.WriteFile(cf, pemCert(spk.cert), 0o600)
-	cfg := Config{Name: "corp", IdPMetadataFile: md, RootURL: testRoot, KeyFile: kf, CertFile: cf, Attributes: Attributes{Groups: "groups"}}
+	cfg := Config{Name: "corp", IdPMetadataFile: conf.Path(md), RootURL: testRoot, KeyFile: conf.Path(kf), CertFile: conf.Path(cf), Attributes: Attributes{Groups: "groups"}}
 	if mut != nil {
 		mut(&cfg)
 	}

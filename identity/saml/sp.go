@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*SP, error) {
 		sp.handoffs = flow.NewHandoffs(sp.now)
 	}
 	var err error
-	if sp.key, sp.cert, err = loadKeyPair(cfg.KeyFile, cfg.CertFile, opts.StateDir, cfg.Name); err != nil {
+	if sp.key, sp.cert, err = loadKeyPair(cfg.KeyFile.String(), cfg.CertFile.String(), opts.StateDir, cfg.Name); err != nil {
 		return nil, err
 	}
 	sp.root, _ = url.Parse(strings.TrimRight(cfg.RootURL, "/"))
@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*SP, error) {
 		sp.meta.client = &http.Client{Timeout: metadataTimeout}
 	}
 	if cfg.IdPMetadataFile != "" {
-		m, err := readMetadataFile(cfg.IdPMetadataFile)
+		m, err := readMetadataFile(cfg.IdPMetadataFile.String())
 		if err != nil {
 			return nil, fmt.Errorf("idp_metadata_file: %w", err)
 		}

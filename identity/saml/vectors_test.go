@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"portcullis/internal/conf"
 )
 
 // crewjamTestdata returns the testdata directory of the crewjam/saml
@@ -40,7 +42,7 @@ func vectorFixture(t *testing.T, td, metadata string, now time.Time, reqID strin
 	mdFile := filepath.Join(t.TempDir(), "idp.xml")
 	os.WriteFile(mdFile, md, 0o600)
 	f := newFixture(t, func(c *Config) {
-		c.IdPMetadataFile = mdFile
+		c.IdPMetadataFile = conf.Path(mdFile)
 		c.RootURL = "https://29ee6d2e.ngrok.io"
 		c.EntityID = "https://29ee6d2e.ngrok.io/saml/metadata"
 		c.MaxClockSkew = 0

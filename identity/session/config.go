@@ -21,7 +21,7 @@ type Config struct {
 	// KeyFile holds the session keys, one per line, each 32 random bytes
 	// in base64. The first encrypts; all decrypt. Default: session.keys in
 	// the state directory, created with one key when missing.
-	KeyFile string `yaml:"key_file"`
+	KeyFile conf.Path `yaml:"key_file"`
 	// Lifetime is the absolute lifetime of a session: after it the user
 	// logs in again however active. Default 12h.
 	Lifetime conf.Duration `yaml:"lifetime"`

@@ -13,7 +13,11 @@ import (
 type FieldError struct {
 	Key string
 	Msg string
+	Err error // the error Msg was made from, if any; for errors.Is
 }
+
+// Unwrap returns the underlying error, if any.
+func (e *FieldError) Unwrap() error { return e.Err }
 
 func (e *FieldError) Error() string {
 	if e.Key == "" {
@@ -38,7 +42,7 @@ func AtKey(prefix string, err error) error {
 	for _, e := range Flatten(err) {
 		var fe *FieldError
 		if errors.As(e, &fe) {
-			out = append(out, &FieldError{Key: joinKey(prefix, fe.Key), Msg: fe.Msg})
+			out = append(out, &FieldError{Key: joinKey(prefix, fe.Key), Msg: fe.Msg, Err: fe.Err})
 			continue
 		}
 		var pe *PosError
@@ -46,7 +50,7 @@ func AtKey(prefix string, err error) error {
 			out = append(out, pe)
 			continue
 		}
-		out = append(out, &FieldError{Key: prefix, Msg: e.Error()})
+		out = append(out, &FieldError{Key: prefix, Msg: e.Error(), Err: e})
 	}
 	return errors.Join(out...)
 }

@@ -1,6 +1,9 @@
 package conf
 
-import "path/filepath"
+import (
+	"path/filepath"
+	"reflect"
+)
 
 // Path is a file or directory name written in the configuration file. The
 // decoder resolves a relative name against the directory of the file it
@@ -49,4 +52,47 @@ func BaseDir(file string) string {
 		return abs
 	}
 	return dir
+}
+
+var pathType = reflect.TypeFor[Path]()
+
+// MapPaths replaces every [Path] in the configuration v points to (in
+// structs, pointers, slices and maps, however deep) with f of it. It lets
+// a caller redirect the files a configuration names, as `portcullis check`
+// does with what serve would create.
+func MapPaths(v any, f func(Path) Path) {
+	mapPaths(reflect.ValueOf(v), f)
+}
+
+func mapPaths(v reflect.Value, f func(Path) Path) {
+	if v.Type() == pathType {
+		if v.CanSet() {
+			v.Set(reflect.ValueOf(f(v.Interface().(Path))))
+		}
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			mapPaths(v.Elem(), f)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				mapPaths(v.Field(i), f)
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			mapPaths(v.Index(i), f)
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			e := reflect.New(v.Type().Elem()).Elem()
+			e.Set(iter.Value())
+			mapPaths(e, f)
+			v.SetMapIndex(iter.Key(), e)
+		}
+	}
 }

@@ -189,3 +189,19 @@ func FuzzDecodeKinds(f *testing.F) {
 		}
 	})
 }
+
+func TestMapPaths(t *testing.T) {
+	type inner struct{ P Path }
+	c := struct {
+		A Path
+		B []Path
+		C map[string]inner
+		D *inner
+		E string
+		f Path
+	}{A: "/a", B: []Path{"/b"}, C: map[string]inner{"k": {"/c"}}, D: &inner{"/d"}, E: "/e", f: "/f"}
+	MapPaths(&c, func(p Path) Path { return "/x" + p })
+	if c.A != "/x/a" || c.B[0] != "/x/b" || c.C["k"].P != "/x/c" || c.D.P != "/x/d" || c.E != "/e" || c.f != "/f" {
+		t.Errorf("MapPaths = %+v", c)
+	}
+}

@@ -40,10 +40,11 @@ type Secret struct{ b []byte }
 // NewSecret wraps b; the caller must not modify b afterwards.
 func NewSecret(b []byte) Secret { return Secret{b: b} }
 
-// ReadSecretFile reads a secret from path, trimming surrounding white
-// space (files written by editors end in a newline).
-func ReadSecretFile(path string) (Secret, error) {
-	b, err := os.ReadFile(path)
+// ReadSecretFile reads a secret from path (a [Path] or a string),
+// trimming surrounding white space (files written by editors end in a
+// newline).
+func ReadSecretFile[P ~string](path P) (Secret, error) {
+	b, err := os.ReadFile(string(path))
 	if err != nil {
 		return Secret{}, err
 	}

@@ -27,7 +27,7 @@ var allowed = map[string]struct {
 	"internal/deps":  {nil, "this test"},
 
 	"certs":       {[]string{"internal/conf"}, "X.509 and revocation, nothing of requests or policy"},
-	"certs/devca": {[]string{"certs"}, "a development CA built on certs"},
+	"certs/devca": {[]string{"certs", "internal/conf"}, "a development CA built on certs"},
 
 	"posture":       {[]string{"internal/conf"}, "the model and the store, nothing of HTTP or feeds"},
 	"posture/feeds": {[]string{"internal/conf", "posture"}, "feeds write the store"},

@@ -13,6 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"portcullis/internal/conf"
 	"portcullis/posture"
 )
 
@@ -29,7 +30,7 @@ func TestUniversalLogout(t *testing.T) {
 	os.WriteFile(tok, []byte("static-gtr-token\n"), 0o600)
 	const aud = "https://pep.acme.example/_portcullis/gtr"
 	u, err := NewUniversalLogout(posture.FeedConfig{Name: "gtr", Type: posture.FeedUniversalLogout,
-		AuthorizationFile: tok, Issuer: tx.srv.URL, JWKSURL: tx.srv.URL + "/jwks", Audience: aud, ClientID: "0oa-app"},
+		AuthorizationFile: conf.Path(tok), Issuer: tx.srv.URL, JWKSURL: tx.srv.URL + "/jwks", Audience: aud, ClientID: "0oa-app"},
 		db, Options{Registry: prometheus.NewRegistry(), Now: func() time.Time { return now }, HTTPClient: tx.srv.Client()})
 	if err != nil {
 		t.Fatal(err)
@@ -106,9 +107,9 @@ func TestNewDispatch(t *testing.T) {
 	sec := filepath.Join(dir, "s")
 	os.WriteFile(sec, []byte("x\n"), 0o600)
 	for _, cfg := range []posture.FeedConfig{
-		{Name: "okta", Type: posture.FeedOktaHook, AuthorizationFile: sec},
-		{Name: "ssf", Type: posture.FeedSSF, Issuer: "https://tx.example", Audience: "a", AuthorizationFile: sec},
-		{Name: "gtr", Type: posture.FeedUniversalLogout, AuthorizationFile: sec},
+		{Name: "okta", Type: posture.FeedOktaHook, AuthorizationFile: conf.Path(sec)},
+		{Name: "ssf", Type: posture.FeedSSF, Issuer: "https://tx.example", Audience: "a", AuthorizationFile: conf.Path(sec)},
+		{Name: "gtr", Type: posture.FeedUniversalLogout, AuthorizationFile: conf.Path(sec)},
 	} {
 		r, err := New(cfg, db, Options{})
 		if err != nil {

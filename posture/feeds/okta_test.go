@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"portcullis/internal/conf"
 	"portcullis/posture"
 )
 
@@ -74,12 +75,12 @@ type oktaHarness struct {
 func newOktaHarness(t testing.TB) *oktaHarness {
 	h := &oktaHarness{t: t, dir: t.TempDir(), now: t0.Add(2 * time.Minute)}
 	h.org = newFakeOrg(t)
-	write := func(name, v string) string {
+	write := func(name, v string) conf.Path {
 		p := filepath.Join(h.dir, name)
 		if err := os.WriteFile(p, []byte(v+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		return p
+		return conf.Path(p)
 	}
 	h.cfg = posture.FeedConfig{Name: "okta", Type: posture.FeedOktaHook,
 		AuthorizationFile: write("hook.secret", oktaSecret),

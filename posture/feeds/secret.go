@@ -10,7 +10,7 @@ import (
 
 // readAuthSecrets reads a feed's authorization files. Surrounding white
 // space is trimmed; an empty file is an error.
-func readAuthSecrets(files []string) ([][]byte, error) {
+func readAuthSecrets(files []conf.Path) ([][]byte, error) {
 	var out [][]byte
 	for _, f := range files {
 		s, err := conf.ReadSecretFile(f)

@@ -27,6 +27,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"portcullis/internal/conf"
 	"portcullis/posture"
 )
 
@@ -217,7 +218,7 @@ func newSSFHarness(t testing.TB, delivery string) *ssfHarness {
 	tok := filepath.Join(h.dir, "tok")
 	os.WriteFile(tok, []byte(ssfToken+"\n"), 0o600)
 	h.cfg = posture.FeedConfig{Name: "ssf", Type: posture.FeedSSF, Issuer: h.tx.srv.URL,
-		Audience: "https://pep.acme.example/ssf", AuthorizationFile: tok, Delivery: delivery,
+		Audience: "https://pep.acme.example/ssf", AuthorizationFile: conf.Path(tok), Delivery: delivery,
 		DeviceCA: "ivanti", UserFrom: posture.UserFromEmail, ManageStream: true, EndpointURL: "https://pep.acme.example/ssf"}
 	db, err := posture.Open(filepath.Join(h.dir, "state"), posture.Options{Now: h.clock})
 	if err != nil {

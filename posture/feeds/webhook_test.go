@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"portcullis/internal/conf"
 	"portcullis/posture"
 )
 
@@ -42,12 +43,12 @@ func newKey(t testing.TB) []byte {
 	return k
 }
 
-func writeSecret(t testing.TB, dir, name string, key []byte) string {
+func writeSecret(t testing.TB, dir, name string, key []byte) conf.Path {
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte("whsec_"+base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return conf.Path(p)
 }
 
 // newHarness serves a webhook feed named "zimperium" with two active keys
@@ -59,7 +60,7 @@ func newHarness(t testing.TB) *harness {
 	h.cfg = posture.FeedConfig{
 		Name: "zimperium", Type: "webhook", DeviceCA: "ivanti",
 		SecretFile:  writeSecret(t, h.dir, "a.secret", h.keys[0]),
-		SecretFiles: []string{writeSecret(t, h.dir, "b.secret", h.keys[1])},
+		SecretFiles: []conf.Path{writeSecret(t, h.dir, "b.secret", h.keys[1])},
 		MaxBody:     4096,
 	}
 	h.open()
@@ -470,15 +471,15 @@ func TestNewWebhookErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	short := filepath.Join(dir, "short")
-	os.WriteFile(short, []byte("whsec_"+base64.StdEncoding.EncodeToString([]byte("too short"))), 0o600)
+	short := conf.Path(filepath.Join(dir, "short"))
+	os.WriteFile(short.String(), []byte("whsec_"+base64.StdEncoding.EncodeToString([]byte("too short"))), 0o600)
 	good := writeSecret(t, dir, "good", newKey(t))
 	tests := []struct {
 		name string
 		cfg  posture.FeedConfig
 		want string
 	}{
-		{"missing file", posture.FeedConfig{Name: "a", Type: "webhook", DeviceCA: "x", SecretFile: filepath.Join(dir, "nope")}, "reading secret"},
+		{"missing file", posture.FeedConfig{Name: "a", Type: "webhook", DeviceCA: "x", SecretFile: conf.Path(filepath.Join(dir, "nope"))}, "reading secret"},
 		{"short secret", posture.FeedConfig{Name: "a", Type: "webhook", DeviceCA: "x", SecretFile: short}, "24..64 bytes"},
 		{"no device CA", posture.FeedConfig{Name: "a", Type: "webhook", SecretFile: good}, "device_ca is required"},
 		{"other type", posture.FeedConfig{Name: "a", Type: "ssf", DeviceCA: "x", SecretFile: good}, "only for type webhook"},
