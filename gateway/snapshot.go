@@ -190,7 +190,7 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*snapshot, error) {
 	}
 
 	for i, fc := range cfg.Posture.Feeds {
-		if fc.DeviceCA == "" && len(cfg.Devices.CAs) == 1 {
+		if fc.ReportsDevices() && fc.DeviceCA == "" && len(cfg.Devices.CAs) == 1 {
 			fc.DeviceCA = cfg.Devices.CAs[0].Name
 		}
 		r, err := feeds.New(fc, g.store, feeds.Options{Logger: g.log.With("component", "feeds"), Metrics: g.feedMetrics})

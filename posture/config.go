@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -38,41 +39,66 @@ const (
 	DefaultFeedPathPrefix = "/.portcullis/feeds/"
 )
 
+// FeedType is a feed's wire format, the value of its `type` key. It
+// selects the keys the feed may have.
+type FeedType string
+
 // Feed types.
 const (
 	// FeedWebhook is the signed generic webhook (portcullis.posture.v1,
 	// Standard Webhooks signing).
-	FeedWebhook = "webhook"
+	FeedWebhook FeedType = "webhook"
 	// FeedOktaHook is an Okta event hook, with optional System Log polling.
-	FeedOktaHook = "okta-event-hook"
+	FeedOktaHook FeedType = "okta-event-hook"
 	// FeedSSF is an OpenID Shared Signals (CAEP/RISC) receiver, push or poll.
-	FeedSSF = "ssf"
+	FeedSSF FeedType = "ssf"
 	// FeedUniversalLogout is the endpoint Okta Universal Logout (global
 	// token revocation) calls.
-	FeedUniversalLogout = "universal-logout"
+	FeedUniversalLogout FeedType = "universal-logout"
 )
+
+// feedTypes are the feed types this build can run.
+var feedTypes = []FeedType{FeedWebhook, FeedOktaHook, FeedSSF, FeedUniversalLogout}
+
+// UnmarshalText implements [encoding.TextUnmarshaler].
+func (t *FeedType) UnmarshalText(b []byte) (err error) {
+	*t, err = conf.Enum(b, feedTypes...)
+	return err
+}
+
+// Delivery is how an SSF receiver gets its events.
+type Delivery string
 
 // SSF delivery methods.
 const (
-	DeliveryPush = "push" // RFC 8935
-	DeliveryPoll = "poll" // RFC 8936
+	DeliveryPush Delivery = "push" // RFC 8935
+	DeliveryPoll Delivery = "poll" // RFC 8936
 )
+
+// UnmarshalText implements [encoding.TextUnmarshaler].
+func (d *Delivery) UnmarshalText(b []byte) (err error) {
+	*d, err = conf.Enum(b, DeliveryPush, DeliveryPoll)
+	return err
+}
+
+// UserFrom says how a feed names users.
+type UserFrom string
 
 // How feeds name users.
 const (
 	// UserFromEmail: the user id is the lower-cased email (Okta login,
 	// RFC 9493 email or acct: URI).
-	UserFromEmail = "email"
+	UserFromEmail UserFrom = "email"
 	// UserFromSub: the user id is the lower-cased IdP subject (Okta user
 	// id, iss_sub sub).
-	UserFromSub = "sub"
+	UserFromSub UserFrom = "sub"
 )
 
-// supportedFeedTypes are the feed types this build can run.
-var supportedFeedTypes = []string{FeedWebhook, FeedOktaHook, FeedSSF, FeedUniversalLogout}
-
-// plannedFeedTypes are known feed types that are not implemented yet.
-var plannedFeedTypes = []string{}
+// UnmarshalText implements [encoding.TextUnmarshaler].
+func (u *UserFrom) UnmarshalText(b []byte) (err error) {
+	*u, err = conf.Enum(b, UserFromEmail, UserFromSub)
+	return err
+}
 
 // Config is the posture section of the configuration file.
 type Config struct {
@@ -83,19 +109,64 @@ type Config struct {
 	Feeds []FeedConfig `yaml:"feeds"`
 }
 
-// FeedConfig is one posture feed: an HTTP endpoint a UEM, an MTD or a
-// relay posts to.
+// FeedConfig is one posture feed: an HTTP endpoint a UEM, an MTD, an IdP
+// or a relay posts to. Its keys are those of [FeedBase] and of the groups
+// its type has (see [FeedConfig.UnmarshalConfig]); a key of another type
+// is an error. The groups are embedded, so a feed's keys read as fields of
+// FeedConfig.
 type FeedConfig struct {
+	FeedBase
+	// Device: webhook and ssf (feeds that report on devices).
+	DeviceKeys
+	// Webhook: webhook.
+	WebhookKeys
+	// Signal: okta-event-hook, ssf and universal-logout.
+	SignalKeys
+	// Poll: okta-event-hook and ssf.
+	PollKeys
+	// Okta: okta-event-hook.
+	OktaKeys
+	// Token: ssf and universal-logout (signed tokens).
+	TokenKeys
+	// SSF: ssf.
+	SSFKeys
+	// Logout: universal-logout.
+	LogoutKeys
+}
+
+// FeedBase holds the keys every feed has.
+type FeedBase struct {
 	// Name identifies the feed. It is the "source" every event the feed
 	// accepts must carry, and the feed label of its metrics. Required.
 	Name string `yaml:"name"`
 	// Type is the wire format: "webhook" (portcullis.posture.v1 signed
 	// with Standard Webhooks), "okta-event-hook", "ssf" or
 	// "universal-logout". Required.
-	Type string `yaml:"type"`
+	Type FeedType `yaml:"type"`
 	// Path is the URL path the feed is served at on the HTTPS listener.
 	// Default "/.portcullis/feeds/<name>".
 	Path string `yaml:"path"`
+	// MaxBody is the largest request body accepted, in bytes; a larger one
+	// is refused with 413. Default 262144 (256 KiB); 1 MiB for
+	// okta-event-hook; 64 KiB for ssf and universal-logout.
+	MaxBody int64 `yaml:"max_body"`
+}
+
+// DeviceKeys are the keys of feeds that report on devices (webhook, ssf).
+type DeviceKeys struct {
+	// DeviceCA is the name of the device CA whose devices this feed
+	// reports on; device ids in its events are keys under that CA. When
+	// only one device CA is configured it is the default.
+	DeviceCA string `yaml:"device_ca"`
+	// Tolerance is how far the webhook-timestamp header may be from the
+	// gateway's clock, either way; outside it a delivery is refused with
+	// 401, which bounds replays. For ssf it is how far in the future a
+	// SET's iat may be. Default 5m.
+	Tolerance conf.Duration `yaml:"tolerance"`
+}
+
+// WebhookKeys are the keys of a webhook feed.
+type WebhookKeys struct {
 	// SecretFile is a file holding the feed's Standard Webhooks secret
 	// ("whsec_" followed by the base64 of 24 to 64 random bytes). Required
 	// unless SecretFiles is set.
@@ -103,80 +174,189 @@ type FeedConfig struct {
 	// SecretFiles are further secret files, for rotation: a signature by
 	// any of the feed's secrets is accepted. At most two secrets in all.
 	SecretFiles []conf.Path `yaml:"secret_files"`
-	// DeviceCA is the name of the device CA whose devices this feed
-	// reports on; device ids in its events are keys under that CA. When
-	// only one device CA is configured it is the default.
-	DeviceCA string `yaml:"device_ca"`
-	// MaxBody is the largest request body accepted, in bytes; a larger one
-	// is refused with 413. Default 262144 (256 KiB).
-	MaxBody int64 `yaml:"max_body"`
-	// Tolerance is how far the webhook-timestamp header may be from the
-	// gateway's clock, either way; outside it a delivery is refused with
-	// 401, which bounds replays. For ssf it is how far in the future a
-	// SET's iat may be. Default 5m.
-	Tolerance conf.Duration `yaml:"tolerance"`
+}
 
-	// AuthorizationFile (okta-event-hook, ssf, universal-logout) is a
-	// file holding the shared secret the sender presents. okta-event-hook:
-	// the exact value of Header. ssf: the bearer token the transmitter
-	// sends on push ("Authorization: Bearer <token>") and that the
-	// gateway sends on poll and stream management. universal-logout: a
-	// static bearer token (instead of a signed JWT).
+// SignalKeys are the keys of the identity signal feeds (okta-event-hook,
+// ssf, universal-logout).
+type SignalKeys struct {
+	// AuthorizationFile is a file holding the shared secret the sender
+	// presents. okta-event-hook: the exact value of Header. ssf: the
+	// bearer token the transmitter sends on push ("Authorization: Bearer
+	// <token>") and that the gateway sends on poll and stream
+	// management. universal-logout: a static bearer token (instead of a
+	// signed JWT).
 	AuthorizationFile conf.Path `yaml:"authorization_file"`
 	// AuthorizationFiles are further secret files accepted during a
 	// rotation (not sent). At most two in all.
 	AuthorizationFiles []conf.Path `yaml:"authorization_files"`
-	// Header (okta-event-hook) is the header that carries the secret.
-	// Default "Authorization".
-	Header string `yaml:"header"`
-	// OktaOrg (okta-event-hook) is the Okta org URL, e.g.
-	// "https://acme.okta.com". When set, the System Log is polled to
-	// fill the gaps hooks leave.
-	OktaOrg string `yaml:"okta_org"`
-	// APITokenFile (okta-event-hook) is a file holding an Okta API token
-	// (SSWS) with read access to the System Log. Required with okta_org.
-	APITokenFile conf.Path `yaml:"api_token_file"`
+	// UserFrom says how a feed names users: "email" (the lower-cased
+	// login or email, the default) or "sub" (the IdP's subject id). It
+	// must match how the gateway names logged-in users.
+	UserFrom UserFrom `yaml:"user_from"`
+}
+
+// PollKeys are the keys of feeds that poll (okta-event-hook, ssf).
+type PollKeys struct {
 	// PollInterval is how often the Okta System Log is polled (default
 	// 5m), or how long an SSF poller waits after an empty poll (default
 	// 30s).
 	PollInterval conf.Duration `yaml:"poll_interval"`
-	// UserFrom says how a feed names users: "email" (the lower-cased
-	// login or email, the default) or "sub" (the IdP's subject id). It
-	// must match how the gateway names logged-in users.
-	UserFrom string `yaml:"user_from"`
+}
 
+// OktaKeys are the keys of an okta-event-hook feed.
+type OktaKeys struct {
+	// Header is the header that carries the secret. Default
+	// "Authorization".
+	Header string `yaml:"header"`
+	// OktaOrg is the Okta org URL, e.g. "https://acme.okta.com". When set,
+	// the System Log is polled to fill the gaps hooks leave.
+	OktaOrg string `yaml:"okta_org"`
+	// APITokenFile is a file holding an Okta API token (SSWS) with read
+	// access to the System Log. Required with okta_org.
+	APITokenFile conf.Path `yaml:"api_token_file"`
+}
+
+// TokenKeys are the keys of feeds that verify signed tokens (ssf,
+// universal-logout).
+type TokenKeys struct {
 	// Issuer (ssf) is the transmitter's issuer; every SET's iss must equal
 	// it. (universal-logout) the Okta org whose signed tokens are
 	// accepted.
 	Issuer string `yaml:"issuer"`
-	// ConfigURL (ssf) is the transmitter's configuration metadata.
-	// Default: the issuer's /.well-known/ssf-configuration.
-	ConfigURL string `yaml:"config_url"`
-	// JWKSURL (ssf, universal-logout) is where the signing keys are; for
-	// ssf it overrides the configuration's jwks_uri. universal-logout
-	// default: <issuer>/oauth2/v1/keys.
+	// JWKSURL is where the signing keys are; for ssf it overrides the
+	// configuration's jwks_uri. universal-logout default:
+	// <issuer>/oauth2/v1/keys.
 	JWKSURL string `yaml:"jwks_url"`
-	// Audience (ssf) is the audience every SET must name. (universal-logout)
-	// the endpoint's public URL, which tokens must name as aud.
+	// Audience (ssf) is the audience every SET must name.
+	// (universal-logout) the endpoint's public URL, which tokens must name
+	// as aud.
 	Audience string `yaml:"audience"`
-	// Delivery (ssf) is "push" (the default) or "poll".
-	Delivery string `yaml:"delivery"`
-	// PollEndpoint (ssf, poll) is the transmitter's poll URL; default the
-	// one the stream configuration returns.
+}
+
+// SSFKeys are the keys of an ssf feed.
+type SSFKeys struct {
+	// ConfigURL is the transmitter's configuration metadata. Default: the
+	// issuer's /.well-known/ssf-configuration.
+	ConfigURL string `yaml:"config_url"`
+	// Delivery is "push" (the default) or "poll".
+	Delivery Delivery `yaml:"delivery"`
+	// PollEndpoint (poll) is the transmitter's poll URL; default the one
+	// the stream configuration returns.
 	PollEndpoint string `yaml:"poll_endpoint"`
-	// EndpointURL (ssf, push) is this feed's public URL, which the
-	// receiver registers as the stream's push endpoint.
+	// EndpointURL (push) is this feed's public URL, which the receiver
+	// registers as the stream's push endpoint.
 	EndpointURL string `yaml:"endpoint_url"`
-	// ManageStream (ssf) makes the receiver create or update its stream
-	// at the transmitter's configuration_endpoint and request a
-	// verification event. Default false: the stream is set up out of band.
+	// ManageStream makes the receiver create or update its stream at the
+	// transmitter's configuration_endpoint and request a verification
+	// event. Default false: the stream is set up out of band.
 	ManageStream bool `yaml:"manage_stream"`
-	// Events (ssf) are the event type URIs requested when the stream is
+	// Events are the event type URIs requested when the stream is
 	// managed. Default: every type the receiver acts on.
 	Events []string `yaml:"events"`
-	// ClientID (universal-logout) is our application's client_id at the
-	// IdP; a signed token's sub must equal it.
+}
+
+// LogoutKeys are the keys of a universal-logout feed.
+type LogoutKeys struct {
+	// ClientID is our application's client_id at the IdP; a signed
+	// token's sub must equal it.
 	ClientID string `yaml:"client_id"`
+}
+
+// keyGroups returns, for type t, pointers to the groups of f whose keys a
+// feed of that type has; nil for an unknown type.
+func (f *FeedConfig) keyGroups(t FeedType) []any {
+	switch t {
+	case FeedWebhook:
+		return []any{&f.FeedBase, &f.DeviceKeys, &f.WebhookKeys}
+	case FeedOktaHook:
+		return []any{&f.FeedBase, &f.SignalKeys, &f.PollKeys, &f.OktaKeys}
+	case FeedSSF:
+		return []any{&f.FeedBase, &f.DeviceKeys, &f.SignalKeys, &f.PollKeys, &f.TokenKeys, &f.SSFKeys}
+	case FeedUniversalLogout:
+		return []any{&f.FeedBase, &f.SignalKeys, &f.TokenKeys, &f.LogoutKeys}
+	}
+	return nil
+}
+
+// UnmarshalConfig implements [conf.Unmarshaler]: it decodes the feed's
+// type first, then the whole feed strictly into the key groups of that
+// type, so that a key of another type (delivery on a webhook) is an error
+// placed at its line that says which types have it. A feed without a
+// valid type is decoded against every key, so that its other problems
+// are still reported.
+func (f *FeedConfig) UnmarshalConfig(n *conf.Node) {
+	var groups []any
+	if t := n.Field("type"); t != nil && t.Decode(&f.Type) {
+		groups = f.keyGroups(f.Type)
+	}
+	var all FeedConfig
+	if groups == nil {
+		// type was decoded (and its problem reported) above.
+		var typ struct {
+			Type string `yaml:"type"`
+		}
+		n.DecodeStruct(nil, &typ, &all.FeedBase, &all.DeviceKeys, &all.WebhookKeys, &all.SignalKeys, &all.PollKeys,
+			&all.OktaKeys, &all.TokenKeys, &all.SSFKeys, &all.LogoutKeys)
+		all.Type = f.Type
+		*f = all
+		return
+	}
+	n.DecodeStruct(func(key string) string {
+		var has []FeedType
+		for _, t := range feedTypes {
+			if t != f.Type && all.hasKey(t, key) {
+				has = append(has, t)
+			}
+		}
+		if len(has) == 0 {
+			return ""
+		}
+		return fmt.Sprintf("not a key of a %s feed (only of type %s)", f.Type, conf.OneOf(has...))
+	}, groups...)
+}
+
+// ReportsDevices reports whether f's type reports on devices, and so has
+// a device_ca.
+func (f *FeedConfig) ReportsDevices() bool {
+	return slices.Contains(f.keyGroups(f.Type), any(&f.DeviceKeys))
+}
+
+// strayKeys reports keys set in groups f's type does not have. The
+// decoder refuses them in a file; this catches configurations built in
+// code.
+func (f *FeedConfig) strayKeys() []error {
+	own := f.keyGroups(f.Type)
+	if own == nil {
+		return nil
+	}
+	var errs []error
+	v := reflect.ValueOf(f).Elem()
+	for i := range v.NumField() {
+		g := v.Field(i)
+		if slices.Contains(own, g.Addr().Interface()) {
+			continue
+		}
+		for j := range g.NumField() {
+			if !g.Field(j).IsZero() {
+				key, _, _ := strings.Cut(g.Type().Field(j).Tag.Get("yaml"), ",")
+				errs = append(errs, conf.Errorf(key, "not a key of a %s feed", f.Type))
+			}
+		}
+	}
+	return errs
+}
+
+// hasKey reports whether feeds of type t have key.
+func (f *FeedConfig) hasKey(t FeedType, key string) bool {
+	for _, g := range f.keyGroups(t) {
+		rt := reflect.TypeOf(g).Elem()
+		for i := range rt.NumField() {
+			if name, _, _ := strings.Cut(rt.Field(i).Tag.Get("yaml"), ","); name == key {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // AuthorizationSecrets returns the feed's authorization files,
@@ -215,10 +395,12 @@ func (f *FeedConfig) ApplyDefaults() {
 			f.MaxBody = DefaultFeedMaxBody
 		}
 	}
-	if f.Tolerance == 0 {
+	// Only the keys of the feed's type get defaults: another type's keys
+	// are refused.
+	if f.Tolerance == 0 && (f.Type == FeedWebhook || f.Type == FeedSSF) {
 		f.Tolerance = conf.Duration(DefaultFeedTolerance)
 	}
-	if f.UserFrom == "" {
+	if f.UserFrom == "" && f.Type != FeedWebhook && f.Type != "" {
 		f.UserFrom = UserFromEmail
 	}
 	switch f.Type {
@@ -283,7 +465,9 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Validate reports every problem of one feed, keys relative to it.
+// Validate reports every problem of one feed, keys relative to it. The
+// decoder has already refused keys of other types and unknown values of
+// type, delivery and user_from.
 func (f *FeedConfig) Validate() error {
 	var errs []error
 	switch {
@@ -292,35 +476,15 @@ func (f *FeedConfig) Validate() error {
 	case !validName(f.Name):
 		errs = append(errs, conf.Errorf("name", "%q: use letters, digits, '.', '_' and '-' only", f.Name))
 	}
-	switch {
-	case f.Type == "":
-		errs = append(errs, conf.Errorf("type", "required (supported: %s)", strings.Join(supportedFeedTypes, ", ")))
-	case slices.Contains(supportedFeedTypes, f.Type):
-	case slices.Contains(plannedFeedTypes, f.Type):
-		errs = append(errs, conf.Errorf("type", "%q is not implemented yet (supported: %s)", f.Type, strings.Join(supportedFeedTypes, ", ")))
-	default:
-		errs = append(errs, conf.Errorf("type", "unknown feed type %q (supported: %s)", f.Type, strings.Join(supportedFeedTypes, ", ")))
+	if f.Type == "" {
+		errs = append(errs, conf.Errorf("type", "required (one of %s)", conf.OneOf(feedTypes...)))
 	}
+	errs = append(errs, f.strayKeys()...)
 	if f.Path != "" && !strings.HasPrefix(f.Path, "/") {
 		errs = append(errs, conf.Errorf("path", "%q must start with /", f.Path))
 	}
 	if strings.ContainsAny(f.Path, " \t\r\n?#") {
 		errs = append(errs, conf.Errorf("path", "%q must not contain spaces, '?' or '#'", f.Path))
-	}
-	if f.Type == FeedWebhook || f.Type == "" {
-		switch n := len(f.Secrets()); {
-		case n == 0:
-			errs = append(errs, conf.Errorf("secret_file", "required"))
-		case n > 2:
-			errs = append(errs, conf.Errorf("secret_files", "at most 2 secrets in all (secret_file and secret_files), got %d", n))
-		}
-		for i, s := range f.SecretFiles {
-			if s == "" {
-				errs = append(errs, conf.Errorf(fmt.Sprintf("secret_files[%d]", i), "empty file name"))
-			}
-		}
-	} else if slices.Contains(supportedFeedTypes, f.Type) {
-		errs = append(errs, f.validateSignal()...)
 	}
 	if f.MaxBody < 0 {
 		errs = append(errs, conf.Errorf("max_body", "must be positive"))
@@ -328,15 +492,16 @@ func (f *FeedConfig) Validate() error {
 	if f.Tolerance < 0 {
 		errs = append(errs, conf.Errorf("tolerance", "must be positive"))
 	}
-	return errors.Join(errs...)
-}
-
-// validateSignal checks the keys of the okta-event-hook, ssf and
-// universal-logout types.
-func (f *FeedConfig) validateSignal() []error {
-	var errs []error
-	if len(f.Secrets()) > 0 {
-		errs = append(errs, conf.Errorf("secret_file", "only for type webhook; use authorization_file"))
+	if f.PollInterval < 0 {
+		errs = append(errs, conf.Errorf("poll_interval", "must be positive"))
+	}
+	if n := len(f.Secrets()); n > 2 {
+		errs = append(errs, conf.Errorf("secret_files", "at most 2 secrets in all (secret_file and secret_files), got %d", n))
+	}
+	for i, s := range f.SecretFiles {
+		if s == "" {
+			errs = append(errs, conf.Errorf(fmt.Sprintf("secret_files[%d]", i), "empty file name"))
+		}
 	}
 	if n := len(f.AuthorizationSecrets()); n > 2 {
 		errs = append(errs, conf.Errorf("authorization_files", "at most 2 secrets in all (authorization_file and authorization_files), got %d", n))
@@ -346,26 +511,20 @@ func (f *FeedConfig) validateSignal() []error {
 			errs = append(errs, conf.Errorf(fmt.Sprintf("authorization_files[%d]", i), "empty file name"))
 		}
 	}
-	switch f.UserFrom {
-	case "", UserFromEmail, UserFromSub:
-	default:
-		errs = append(errs, conf.Errorf("user_from", "%q: use %q or %q", f.UserFrom, UserFromEmail, UserFromSub))
-	}
-	if f.PollInterval < 0 {
-		errs = append(errs, conf.Errorf("poll_interval", "must be positive"))
-	}
-	checkURL := func(key, v string) {
-		if v != "" {
-			if err := checkHTTPSURL(v); err != nil {
-				errs = append(errs, conf.Errorf(key, "%q: %v", v, err))
-			}
-		}
-	}
 	for _, kv := range [][2]string{{"okta_org", f.OktaOrg}, {"issuer", f.Issuer}, {"config_url", f.ConfigURL},
 		{"jwks_url", f.JWKSURL}, {"poll_endpoint", f.PollEndpoint}, {"endpoint_url", f.EndpointURL}} {
-		checkURL(kv[0], kv[1])
+		if kv[1] == "" {
+			continue
+		}
+		if err := checkHTTPSURL(kv[1]); err != nil {
+			errs = append(errs, conf.Errorf(kv[0], "%q: %v", kv[1], err))
+		}
 	}
 	switch f.Type {
+	case FeedWebhook:
+		if f.SecretFile == "" && len(f.SecretFiles) == 0 {
+			errs = append(errs, conf.Errorf("secret_file", "required"))
+		}
 	case FeedOktaHook:
 		if f.AuthorizationFile == "" {
 			errs = append(errs, conf.Errorf("authorization_file", "required: Okta sends this secret on every delivery"))
@@ -383,20 +542,17 @@ func (f *FeedConfig) validateSignal() []error {
 		if f.Audience == "" {
 			errs = append(errs, conf.Errorf("audience", "required"))
 		}
-		switch f.Delivery {
-		case "", DeliveryPush:
+		if f.Delivery == DeliveryPoll {
+			if f.PollEndpoint == "" && !f.ManageStream {
+				errs = append(errs, conf.Errorf("poll_endpoint", "required for poll delivery unless manage_stream is set"))
+			}
+		} else {
 			if f.AuthorizationFile == "" {
 				errs = append(errs, conf.Errorf("authorization_file", "required for push delivery: the transmitter's bearer token"))
 			}
 			if f.ManageStream && f.EndpointURL == "" {
 				errs = append(errs, conf.Errorf("endpoint_url", "required to manage a push stream"))
 			}
-		case DeliveryPoll:
-			if f.PollEndpoint == "" && !f.ManageStream {
-				errs = append(errs, conf.Errorf("poll_endpoint", "required for poll delivery unless manage_stream is set"))
-			}
-		default:
-			errs = append(errs, conf.Errorf("delivery", "%q: use %q or %q", f.Delivery, DeliveryPush, DeliveryPoll))
 		}
 	case FeedUniversalLogout:
 		if f.AuthorizationFile == "" && f.Issuer == "" {
@@ -411,7 +567,7 @@ func (f *FeedConfig) validateSignal() []error {
 			}
 		}
 	}
-	return errs
+	return errors.Join(errs...)
 }
 
 // checkHTTPSURL accepts an absolute https URL without a fragment. Plain

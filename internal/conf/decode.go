@@ -134,7 +134,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 	}
 	switch v.Kind() {
 	case reflect.Struct:
-		d.structValue(n, v, key, nil)
+		d.structValue(n, []reflect.Value{v}, key, nil)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.fail(n, key, "want a list, got %s", kindName(n))
@@ -213,14 +213,21 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 	}
 }
 
-// structValue decodes mapping n into struct v. unknown, if set, explains
-// a key v has no field for; otherwise the message suggests a near key.
-func (d *decoder) structValue(n *yaml.Node, v reflect.Value, key string, unknown func(string) string) {
+// structValue decodes mapping n into the structs vs, each key going to
+// the first struct that has a field for it. unknown, if set, explains a
+// key none has; otherwise the message suggests a near key.
+func (d *decoder) structValue(n *yaml.Node, vs []reflect.Value, key string, unknown func(string) string) {
 	if n.Kind != yaml.MappingNode {
 		d.fail(n, key, "want a mapping, got %s", kindName(n))
 		return
 	}
-	fields := fieldsOf(v.Type())
+	fields := map[string][]int{}
+	owner := map[string]reflect.Value{}
+	for i := len(vs) - 1; i >= 0; i-- {
+		for k, idx := range fieldsOf(vs[i].Type()) {
+			fields[k], owner[k] = idx, vs[i]
+		}
+	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, c := n.Content[i], n.Content[i+1]
@@ -245,7 +252,7 @@ func (d *decoder) structValue(n *yaml.Node, v reflect.Value, key string, unknown
 			d.fail(k, fk, "unknown key%s", suggest(k.Value, fields))
 			continue
 		}
-		d.value(c, v.FieldByIndex(idx), fk)
+		d.value(c, owner[k.Value].FieldByIndex(idx), fk)
 		// A scalar's problems are in its value; a block's are best shown
 		// at its key, where a reader looks for what is missing.
 		if c.Kind != yaml.ScalarNode && c.Kind != yaml.AliasNode {

@@ -11,7 +11,7 @@ import (
 // It is for types whose keys depend on their content, such as a feed whose
 // `type` selects the keys it may have: UnmarshalConfig reads the
 // discriminator with [Node.Field], then decodes the whole node strictly
-// into the struct of that kind with [Node.DecodeStruct]. Problems are
+// into the struct (or structs) of that kind with [Node.DecodeStruct]. Problems are
 // reported through the node, so they keep their file, line and column.
 type Unmarshaler interface {
 	UnmarshalConfig(n *Node)
@@ -54,21 +54,26 @@ func (n *Node) Decode(v any) bool {
 	return len(n.d.errs) == before
 }
 
-// DecodeStruct decodes mapping n strictly into the struct v points to. A
-// key v has no field for is a problem; unknown, if not nil, says why (for
-// example which kinds of the value accept that key), or returns "" for the
-// usual message.
-func (n *Node) DecodeStruct(v any, unknown func(key string) string) bool {
+// DecodeStruct decodes mapping n strictly into the structs vs point to,
+// as if their fields were those of one struct: each key goes to the first
+// that has a field for it. A key none has is a problem; unknown, if not
+// nil, says why (for example which kinds of the value accept that key),
+// or returns "" for the usual message.
+func (n *Node) DecodeStruct(unknown func(key string) string, vs ...any) bool {
 	before := len(n.d.errs)
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
-		panic("conf: DecodeStruct needs a pointer to a struct")
+	var rvs []reflect.Value
+	for _, v := range vs {
+		rv := reflect.ValueOf(v)
+		if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+			panic("conf: DecodeStruct needs pointers to structs")
+		}
+		rvs = append(rvs, rv.Elem())
 	}
 	n.d.pos[n.key] = Pos{n.n.Line, n.n.Column}
 	if n.n.Kind == yaml.ScalarNode && n.n.Tag == "!!null" {
 		return true
 	}
-	n.d.structValue(n.n, rv.Elem(), n.key, unknown)
+	n.d.structValue(n.n, rvs, n.key, unknown)
 	return len(n.d.errs) == before
 }
 

@@ -52,11 +52,11 @@ func (s *shape) UnmarshalConfig(n *Node) {
 	switch s.Kind {
 	case "circle":
 		var c circleKeys
-		n.DecodeStruct(&c, unknown)
+		n.DecodeStruct(unknown, &c)
 		s.Radius = c.Radius
 	case "square":
 		var q squareKeys
-		n.DecodeStruct(&q, unknown)
+		n.DecodeStruct(unknown, &q)
 		s.Width = q.Width
 	default:
 		k.Errorf("unknown kind %q", s.Kind)

@@ -29,8 +29,7 @@ func TestUniversalLogout(t *testing.T) {
 	tok := filepath.Join(dir, "gtr")
 	os.WriteFile(tok, []byte("static-gtr-token\n"), 0o600)
 	const aud = "https://pep.acme.example/_portcullis/gtr"
-	u, err := NewUniversalLogout(posture.FeedConfig{Name: "gtr", Type: posture.FeedUniversalLogout,
-		AuthorizationFile: conf.Path(tok), Issuer: tx.srv.URL, JWKSURL: tx.srv.URL + "/jwks", Audience: aud, ClientID: "0oa-app"},
+	u, err := NewUniversalLogout(posture.FeedConfig{FeedBase: posture.FeedBase{Name: "gtr", Type: posture.FeedUniversalLogout}, SignalKeys: posture.SignalKeys{AuthorizationFile: conf.Path(tok)}, TokenKeys: posture.TokenKeys{Issuer: tx.srv.URL, JWKSURL: tx.srv.URL + "/jwks", Audience: aud}, LogoutKeys: posture.LogoutKeys{ClientID: "0oa-app"}},
 		db, Options{Registry: prometheus.NewRegistry(), Now: func() time.Time { return now }, HTTPClient: tx.srv.Client()})
 	if err != nil {
 		t.Fatal(err)
@@ -107,19 +106,20 @@ func TestNewDispatch(t *testing.T) {
 	sec := filepath.Join(dir, "s")
 	os.WriteFile(sec, []byte("x\n"), 0o600)
 	for _, cfg := range []posture.FeedConfig{
-		{Name: "okta", Type: posture.FeedOktaHook, AuthorizationFile: conf.Path(sec)},
-		{Name: "ssf", Type: posture.FeedSSF, Issuer: "https://tx.example", Audience: "a", AuthorizationFile: conf.Path(sec)},
-		{Name: "gtr", Type: posture.FeedUniversalLogout, AuthorizationFile: conf.Path(sec)},
+		{FeedBase: posture.FeedBase{Name: "okta", Type: posture.FeedOktaHook}, SignalKeys: posture.SignalKeys{AuthorizationFile: conf.Path(sec)}},
+		{FeedBase: posture.FeedBase{Name: "ssf", Type: posture.FeedSSF}, TokenKeys: posture.TokenKeys{Issuer: "https://tx.example", Audience: "a"},
+			SignalKeys: posture.SignalKeys{AuthorizationFile: conf.Path(sec)}},
+		{FeedBase: posture.FeedBase{Name: "gtr", Type: posture.FeedUniversalLogout}, SignalKeys: posture.SignalKeys{AuthorizationFile: conf.Path(sec)}},
 	} {
 		r, err := New(cfg, db, Options{})
 		if err != nil {
 			t.Fatalf("New(%s): %v", cfg.Type, err)
 		}
-		if r.Name() != cfg.Name || r.Path() != posture.DefaultFeedPathPrefix+cfg.Name || r.Health().Type != cfg.Type {
+		if r.Name() != cfg.Name || r.Path() != posture.DefaultFeedPathPrefix+cfg.Name || r.Health().Type != string(cfg.Type) {
 			t.Errorf("%s: name %q path %q health %+v", cfg.Type, r.Name(), r.Path(), r.Health())
 		}
 	}
-	if _, err := New(posture.FeedConfig{Name: "x", Type: "jamf"}, db, Options{}); err == nil {
+	if _, err := New(posture.FeedConfig{FeedBase: posture.FeedBase{Name: "x", Type: "jamf"}}, db, Options{}); err == nil {
 		t.Error("New accepted an unknown type")
 	}
 }

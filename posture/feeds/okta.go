@@ -56,7 +56,7 @@ type OktaHook struct {
 	header   string
 	secrets  [][]byte
 	maxBody  int64
-	userFrom string
+	userFrom posture.UserFrom
 	db       *posture.DB
 	log      *slog.Logger
 	now      func() time.Time

@@ -82,9 +82,7 @@ func newOktaHarness(t testing.TB) *oktaHarness {
 		}
 		return conf.Path(p)
 	}
-	h.cfg = posture.FeedConfig{Name: "okta", Type: posture.FeedOktaHook,
-		AuthorizationFile: write("hook.secret", oktaSecret),
-		OktaOrg:           h.org.srv.URL, APITokenFile: write("api.token", "00api-token")}
+	h.cfg = posture.FeedConfig{FeedBase: posture.FeedBase{Name: "okta", Type: posture.FeedOktaHook}, SignalKeys: posture.SignalKeys{AuthorizationFile: write("hook.secret", oktaSecret)}, OktaKeys: posture.OktaKeys{OktaOrg: h.org.srv.URL, APITokenFile: write("api.token", "00api-token")}}
 	h.open()
 	return h
 }

@@ -72,8 +72,8 @@ type health struct {
 	lastErrAt time.Time
 }
 
-func (h *health) init(name, typ string, m *Metrics) {
-	h.name, h.typ, h.m = name, typ, m
+func (h *health) init(name string, typ posture.FeedType, m *Metrics) {
+	h.name, h.typ, h.m = name, string(typ), m
 }
 
 // stored records n events stored at t.

@@ -32,7 +32,7 @@ const JTITTL = 7 * 24 * time.Hour
 type SSF struct {
 	name     string
 	path     string
-	delivery string
+	delivery posture.Delivery
 	maxBody  int64
 	secrets  [][]byte    // accepted push bearer tokens
 	token    conf.Secret // sent on poll and stream management

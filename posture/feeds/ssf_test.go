@@ -217,9 +217,7 @@ func newSSFHarness(t testing.TB, delivery string) *ssfHarness {
 	h := &ssfHarness{t: t, tx: newTransmitter(t), dir: t.TempDir(), now: t0.Add(time.Hour)}
 	tok := filepath.Join(h.dir, "tok")
 	os.WriteFile(tok, []byte(ssfToken+"\n"), 0o600)
-	h.cfg = posture.FeedConfig{Name: "ssf", Type: posture.FeedSSF, Issuer: h.tx.srv.URL,
-		Audience: "https://pep.acme.example/ssf", AuthorizationFile: conf.Path(tok), Delivery: delivery,
-		DeviceCA: "ivanti", UserFrom: posture.UserFromEmail, ManageStream: true, EndpointURL: "https://pep.acme.example/ssf"}
+	h.cfg = posture.FeedConfig{FeedBase: posture.FeedBase{Name: "ssf", Type: posture.FeedSSF}, TokenKeys: posture.TokenKeys{Issuer: h.tx.srv.URL, Audience: "https://pep.acme.example/ssf"}, SignalKeys: posture.SignalKeys{AuthorizationFile: conf.Path(tok), UserFrom: posture.UserFromEmail}, SSFKeys: posture.SSFKeys{Delivery: posture.Delivery(delivery), ManageStream: true, EndpointURL: "https://pep.acme.example/ssf"}, DeviceKeys: posture.DeviceKeys{DeviceCA: "ivanti"}}
 	db, err := posture.Open(filepath.Join(h.dir, "state"), posture.Options{Now: h.clock})
 	if err != nil {
 		t.Fatal(err)

@@ -31,7 +31,7 @@ type Subject struct {
 // subjects resolves subject identifiers to the gateway's users, devices
 // and sessions.
 type subjects struct {
-	userFrom string   // posture.UserFromEmail or UserFromSub
+	userFrom posture.UserFrom
 	issuers  []string // iss values whose iss_sub names our users
 	deviceCA string   // "" : devices cannot be resolved
 }

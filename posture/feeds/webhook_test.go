@@ -57,12 +57,7 @@ func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), now: t0, reg: prometheus.NewRegistry(), logBuf: &bytes.Buffer{}}
 	h.keys = [][]byte{newKey(t), newKey(t)}
-	h.cfg = posture.FeedConfig{
-		Name: "zimperium", Type: "webhook", DeviceCA: "ivanti",
-		SecretFile:  writeSecret(t, h.dir, "a.secret", h.keys[0]),
-		SecretFiles: []conf.Path{writeSecret(t, h.dir, "b.secret", h.keys[1])},
-		MaxBody:     4096,
-	}
+	h.cfg = posture.FeedConfig{FeedBase: posture.FeedBase{Name: "zimperium", Type: "webhook", MaxBody: 4096}, DeviceKeys: posture.DeviceKeys{DeviceCA: "ivanti"}, WebhookKeys: posture.WebhookKeys{SecretFile: writeSecret(t, h.dir, "a.secret", h.keys[0]), SecretFiles: []conf.Path{writeSecret(t, h.dir, "b.secret", h.keys[1])}}}
 	h.open()
 	return h
 }
@@ -479,10 +474,10 @@ func TestNewWebhookErrors(t *testing.T) {
 		cfg  posture.FeedConfig
 		want string
 	}{
-		{"missing file", posture.FeedConfig{Name: "a", Type: "webhook", DeviceCA: "x", SecretFile: conf.Path(filepath.Join(dir, "nope"))}, "reading secret"},
-		{"short secret", posture.FeedConfig{Name: "a", Type: "webhook", DeviceCA: "x", SecretFile: short}, "24..64 bytes"},
-		{"no device CA", posture.FeedConfig{Name: "a", Type: "webhook", SecretFile: good}, "device_ca is required"},
-		{"other type", posture.FeedConfig{Name: "a", Type: "ssf", DeviceCA: "x", SecretFile: good}, "only for type webhook"},
+		{"missing file", posture.FeedConfig{FeedBase: posture.FeedBase{Name: "a", Type: "webhook"}, DeviceKeys: posture.DeviceKeys{DeviceCA: "x"}, WebhookKeys: posture.WebhookKeys{SecretFile: conf.Path(filepath.Join(dir, "nope"))}}, "reading secret"},
+		{"short secret", posture.FeedConfig{FeedBase: posture.FeedBase{Name: "a", Type: "webhook"}, DeviceKeys: posture.DeviceKeys{DeviceCA: "x"}, WebhookKeys: posture.WebhookKeys{SecretFile: short}}, "24..64 bytes"},
+		{"no device CA", posture.FeedConfig{FeedBase: posture.FeedBase{Name: "a", Type: "webhook"}, WebhookKeys: posture.WebhookKeys{SecretFile: good}}, "device_ca is required"},
+		{"other type", posture.FeedConfig{FeedBase: posture.FeedBase{Name: "a", Type: "ssf"}, DeviceKeys: posture.DeviceKeys{DeviceCA: "x"}, WebhookKeys: posture.WebhookKeys{SecretFile: good}}, "secret_file: not a key of a ssf feed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -495,7 +490,7 @@ func TestNewWebhookErrors(t *testing.T) {
 	// Two feeds on one registry share the metrics.
 	reg := prometheus.NewRegistry()
 	for _, name := range []string{"a", "b"} {
-		if _, err := NewWebhook(posture.FeedConfig{Name: name, Type: "webhook", DeviceCA: "x", SecretFile: good}, db, Options{Registry: reg}); err != nil {
+		if _, err := NewWebhook(posture.FeedConfig{FeedBase: posture.FeedBase{Name: name, Type: "webhook"}, DeviceKeys: posture.DeviceKeys{DeviceCA: "x"}, WebhookKeys: posture.WebhookKeys{SecretFile: good}}, db, Options{Registry: reg}); err != nil {
 			t.Fatalf("feed %s: %v", name, err)
 		}
 	}
