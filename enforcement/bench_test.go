@@ -13,8 +13,8 @@ import (
 // to each.
 func benchPolicies(b *testing.B, n int, withCEL bool) []*Policy {
 	b.Helper()
-	threats := []string{"", "none", "low", "medium", "high"}
-	risks := []string{"", "low", "medium", "high"}
+	threats := []Threat{"", "none", "low", "medium", "high"}
+	risks := []Risk{"", "low", "medium", "high"}
 	ps := make([]*Policy, n)
 	for i := range ps {
 		cfg := PolicyConfig{

@@ -109,7 +109,7 @@ func Compile(cfg PolicyConfig, d Defaults) (*Policy, error) {
 		allowStale:   dc.AllowStale,
 		bindUser:     dc.BindUser,
 		groups:       slices.Clone(uc.Groups),
-		unknownRisk:  uc.UnknownRisk == "allow",
+		unknownRisk:  uc.UnknownRisk == UnknownRiskAllow,
 		mfa:          uc.MFA,
 		acr:          slices.Clone(uc.ACR),
 		maxAuthAge:   uc.MaxAuthAge.Std(),
@@ -118,8 +118,8 @@ func Compile(cfg PolicyConfig, d Defaults) (*Policy, error) {
 	if prog != nil {
 		p.when = cfg.When
 	}
-	p.maxThreat, _ = parseThreat(dc.MaxThreat)
-	p.maxRisk, _ = parseRisk(uc.MaxRisk)
+	p.maxThreat = dc.MaxThreat.level()
+	p.maxRisk = uc.MaxRisk.level()
 	if p.cert == CertOff {
 		p.managed, p.compliant = false, false
 	}

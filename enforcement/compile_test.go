@@ -87,14 +87,24 @@ func TestDefaults(t *testing.T) {
 // errorKeys compiles a policy and returns the keys of its field errors.
 func errorKeys(t *testing.T, src string) ([]string, error) {
 	t.Helper()
-	_, err := Compile(parsePolicy(t, src), Defaults{})
+	// A bad mode is a decode error (its type refuses it); the rest are
+	// Compile's.
+	var cfg PolicyConfig
+	_, derr := conf.Decode("policy.yaml", []byte(src), &cfg)
+	_, err := Compile(cfg, Defaults{})
+	err = errors.Join(derr, err)
 	var keys []string
 	for _, e := range conf.Flatten(err) {
 		var fe *conf.FieldError
-		if !errors.As(e, &fe) {
+		var pe *conf.PosError
+		switch {
+		case errors.As(e, &pe):
+			keys = append(keys, pe.Key)
+		case errors.As(e, &fe):
+			keys = append(keys, fe.Key)
+		default:
 			t.Fatalf("error %v (%T) is not a *conf.FieldError", e, e)
 		}
-		keys = append(keys, fe.Key)
 	}
 	return keys, err
 }

@@ -39,7 +39,7 @@ type DeviceConfig struct {
 	// Certificate is "required" (the default), "optional" (a device without
 	// a certificate is let through to the other checks, but one that
 	// presents a certificate must pass the device checks) or "off".
-	Certificate string `yaml:"certificate"`
+	Certificate CertMode `yaml:"certificate"`
 	// CAs lists the device CAs (by name) whose certificates this resource
 	// accepts. Default: every configured device CA.
 	CAs []string `yaml:"cas"`
@@ -55,7 +55,7 @@ type DeviceConfig struct {
 	// MaxThreat is the highest threat level allowed: none, low, medium,
 	// high or critical. A source that reports no threat level fails it.
 	// Default: not checked.
-	MaxThreat string `yaml:"max_threat"`
+	MaxThreat Threat `yaml:"max_threat"`
 	// MaxAge is how old a posture record may be before it is stale (and
 	// denied). Default: the global posture.max_age.
 	MaxAge conf.Duration `yaml:"max_age"`
@@ -77,10 +77,10 @@ type UserConfig struct {
 	Groups []string `yaml:"groups"`
 	// MaxRisk is the highest user risk allowed: low, medium or high.
 	// Default: not checked.
-	MaxRisk string `yaml:"max_risk"`
+	MaxRisk Risk `yaml:"max_risk"`
 	// UnknownRisk says what a missing or unreported risk means when
 	// max_risk is set: "deny" (the default) or "allow".
-	UnknownRisk string `yaml:"unknown_risk"`
+	UnknownRisk UnknownRisk `yaml:"unknown_risk"`
 	// MFA requires a multi-factor sign-in: the session's amr must contain
 	// mfa, otp, hwk, swk, fpt or face. Default: false.
 	MFA bool `yaml:"mfa"`
@@ -129,11 +129,6 @@ func (c *PolicyConfig) Validate() error {
 
 	d := &c.Device
 	mode := d.mode()
-	switch d.Certificate {
-	case "", certRequired, certOptional, certOff:
-	default:
-		add("device.certificate", "invalid value %q (want required, optional or off)", d.Certificate)
-	}
 	seen := map[string]bool{}
 	for i, ca := range d.CAs {
 		switch {
@@ -143,9 +138,6 @@ func (c *PolicyConfig) Validate() error {
 			add(indexKey("device.cas", i), "duplicate device CA %q", ca)
 		}
 		seen[ca] = true
-	}
-	if _, ok := parseThreat(d.MaxThreat); !ok {
-		add("device.max_threat", "invalid value %q (want none, low, medium, high or critical)", d.MaxThreat)
 	}
 	if d.MaxAge < 0 {
 		add("device.max_age", "must not be negative")
@@ -193,16 +185,8 @@ func (c *PolicyConfig) Validate() error {
 			add(indexKey("user.groups", i), "must not be empty")
 		}
 	}
-	if _, ok := parseRisk(u.MaxRisk); !ok {
-		add("user.max_risk", "invalid value %q (want low, medium or high)", u.MaxRisk)
-	}
-	switch u.UnknownRisk {
-	case "", "deny", "allow":
-		if u.UnknownRisk != "" && u.MaxRisk == "" {
-			add("user.unknown_risk", "has no effect unless user.max_risk is set")
-		}
-	default:
-		add("user.unknown_risk", "invalid value %q (want deny or allow)", u.UnknownRisk)
+	if u.UnknownRisk != "" && u.MaxRisk == "" {
+		add("user.unknown_risk", "has no effect unless user.max_risk is set")
 	}
 	for i, a := range u.ACR {
 		if strings.TrimSpace(a) == "" {
@@ -230,13 +214,10 @@ func (c *PolicyConfig) login() string {
 }
 
 func (d *DeviceConfig) mode() CertMode {
-	switch d.Certificate {
-	case certOptional:
-		return CertOptional
-	case certOff:
-		return CertOff
+	if d.Certificate > CertOff {
+		return CertRequired // not a mode: fail closed
 	}
-	return CertRequired // also the default, and what an invalid value fails to
+	return d.Certificate
 }
 
 func (d *DeviceConfig) managed() bool {

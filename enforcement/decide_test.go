@@ -322,7 +322,7 @@ func TestExpressionVariables(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := PolicyConfig{
-				Device: DeviceConfig{Certificate: "off"},
+				Device: DeviceConfig{Certificate: CertOff},
 				When:   tt.when,
 			}
 			p, err := Compile(cfg, Defaults{})

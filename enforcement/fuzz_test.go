@@ -20,14 +20,19 @@ func FuzzCompile(f *testing.F) {
 		cfg := PolicyConfig{
 			Login: login,
 			Device: DeviceConfig{
-				Certificate:  cert,
-				MaxThreat:    threat,
 				AllowGrace:   flag,
 				AllowUnknown: flag,
 				BindUser:     flag,
 			},
-			User: UserConfig{MaxRisk: risk, MFA: flag},
+			User: UserConfig{MFA: flag},
 			When: when,
+		}
+		// Modes go through their decoders, as from a file; a value they
+		// refuse never reaches Compile.
+		if cert != "" && cfg.Device.Certificate.UnmarshalText([]byte(cert)) != nil ||
+			threat != "" && cfg.Device.MaxThreat.UnmarshalText([]byte(threat)) != nil ||
+			risk != "" && cfg.User.MaxRisk.UnmarshalText([]byte(risk)) != nil {
+			return
 		}
 		if groups != "" {
 			cfg.User.Groups = strings.Split(groups, ",")

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"slices"
 	"sort"
 	"strings"
 
@@ -58,15 +57,15 @@ type ListenerConfig struct {
 	Address string `yaml:"address"`
 	// Protocols to serve: any of "http/1.1", "h2", "h3". Default all three.
 	// A listener with only "h3" opens no TCP socket.
-	Protocols []string `yaml:"protocols"`
+	Protocols []Protocol `yaml:"protocols"`
 	// ClientAuth is whether the TLS handshake asks for a device certificate:
 	// "required" (no certificate, or one that does not verify, fails the
 	// handshake), "optional" (asked for; a missing or bad one is judged per
 	// resource, with a deny page), or "off". Default "optional".
-	ClientAuth string `yaml:"client_auth"`
+	ClientAuth ClientAuth `yaml:"client_auth"`
 	// Hosts overrides ClientAuth per SNI name ("api.example.com" or
 	// "*.example.com").
-	Hosts map[string]string `yaml:"hosts"`
+	Hosts map[string]ClientAuth `yaml:"hosts"`
 	// Redirect makes this a plain-HTTP listener that only redirects to
 	// HTTPS (to RedirectPort, default the first HTTPS listener's port).
 	Redirect     bool `yaml:"redirect"`
@@ -230,10 +229,10 @@ func (c *Config) applyDefaults() {
 	for i := range c.Listen {
 		l := &c.Listen[i]
 		if !l.Redirect && len(l.Protocols) == 0 {
-			l.Protocols = []string{"http/1.1", "h2", "h3"}
+			l.Protocols = []Protocol{ProtoHTTP1, ProtoH2, ProtoH3}
 		}
 		if l.ClientAuth == "" {
-			l.ClientAuth = "optional"
+			l.ClientAuth = ClientAuthOptional
 		}
 	}
 	if c.Admin.Listen == "" {
@@ -262,8 +261,6 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-var clientAuthModes = []string{"required", "optional", "off"}
-
 // Validate reports every problem in c, each keyed by its path in the file.
 // It does no I/O.
 func (c *Config) Validate() error {
@@ -283,26 +280,15 @@ func (c *Config) Validate() error {
 			}
 		} else {
 			httpsListeners++
-			for j, p := range l.Protocols {
-				if !slices.Contains([]string{"http/1.1", "h2", "h3"}, p) {
-					errs = append(errs, conf.Errorf(fmt.Sprintf("%s.protocols[%d]", key, j), "unknown protocol %q (want http/1.1, h2 or h3)", p))
-				}
-			}
-			if !slices.Contains(clientAuthModes, l.ClientAuth) {
-				errs = append(errs, conf.Errorf(key+".client_auth", "want required, optional or off, got %q", l.ClientAuth))
-			}
-			for h, m := range l.Hosts {
-				if !slices.Contains(clientAuthModes, m) {
-					errs = append(errs, conf.Errorf(key+".hosts."+h, "want required, optional or off, got %q", m))
-				}
+			for h := range l.Hosts {
 				if err := validHostPattern(h); err != nil {
 					errs = append(errs, conf.Errorf(key+".hosts."+h, "%v", err))
 				}
 			}
-			if l.ClientAuth != "off" && len(c.Devices.CAs) == 0 {
+			if len(c.Devices.CAs) == 0 {
 				// A listener asking for certificates with no CA to check
 				// them against would accept none: say so instead.
-				if l.ClientAuth == "required" {
+				if l.ClientAuth == ClientAuthRequired {
 					errs = append(errs, conf.Errorf(key+".client_auth", "required, but devices.cas is empty"))
 				}
 			}

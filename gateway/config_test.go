@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -23,7 +24,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := c.Listen[0]
-	if l.Address != "127.0.0.1:8443" || l.ClientAuth != "optional" || strings.Join(l.Protocols, ",") != "http/1.1,h2,h3" {
+	if l.Address != "127.0.0.1:8443" || l.ClientAuth != "optional" || !slices.Equal(l.Protocols, []Protocol{ProtoHTTP1, ProtoH2, ProtoH3}) {
 		t.Errorf("listener defaults = %+v", l)
 	}
 	if c.Admin.Listen != "127.0.0.1:9090" || c.State.Dir != "/etc/p/data" || c.Shutdown.Std().Seconds() != 15 {

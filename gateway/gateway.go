@@ -206,7 +206,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 				return g.cur.Load().listeners[idx].forHello(hello), nil
 			},
 		}
-		if hasProto(l.Protocols, "h2", "http/1.1") {
+		if hasProto(l.Protocols, ProtoH2, ProtoHTTP1) {
 			ln, err := net.Listen("tcp", l.Address)
 			if err != nil {
 				return fail(fmt.Errorf("listen[%d]: %w", i, err))
@@ -226,12 +226,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 				ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return withConnInfo(ctx) },
 			}
 			srv.Protocols = new(http.Protocols)
-			srv.Protocols.SetHTTP1(hasProto(l.Protocols, "http/1.1"))
-			srv.Protocols.SetHTTP2(hasProto(l.Protocols, "h2"))
+			srv.Protocols.SetHTTP1(hasProto(l.Protocols, ProtoHTTP1))
+			srv.Protocols.SetHTTP2(hasProto(l.Protocols, ProtoH2))
 			servers = append(servers, srv)
 			serveFns = append(serveFns, func() error { return srv.ServeTLS(ln, "", "") })
 		}
-		if hasProto(l.Protocols, "h3") {
+		if hasProto(l.Protocols, ProtoH3) {
 			udp, err := net.ListenPacket("udp", l.Address)
 			if err != nil {
 				return fail(fmt.Errorf("listen[%d] (udp): %w", i, err))

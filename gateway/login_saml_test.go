@@ -160,7 +160,7 @@ resources:
 	s := g.cur.Load()
 	// Until buildLogins calls it and Has knows "saml:NAME", the policy
 	// naming the SAML login is compiled here.
-	pol, err := enforcement.Compile(enforcement.PolicyConfig{Login: "saml:corp", Device: enforcement.DeviceConfig{Certificate: "off"},
+	pol, err := enforcement.Compile(enforcement.PolicyConfig{Login: "saml:corp", Device: enforcement.DeviceConfig{Certificate: enforcement.CertOff},
 		User: enforcement.UserConfig{Groups: []string{"admins"}}}, enforcement.Defaults{})
 	if err != nil {
 		t.Fatal(err)

@@ -210,7 +210,7 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*snapshot, error) {
 		s.strip = append(s.strip, http.CanonicalHeaderKey(h))
 	}
 	for _, l := range cfg.Listen {
-		if !l.Redirect && hasProto(l.Protocols, "h3") && hasProto(l.Protocols, "h2", "http/1.1") {
+		if !l.Redirect && hasProto(l.Protocols, ProtoH3) && hasProto(l.Protocols, ProtoH2, ProtoHTTP1) {
 			if _, port, err := splitPort(l.Address); err == nil {
 				s.altSvc = `h3=":` + port + `"; ma=86400`
 				s.altSvcValue = []string{s.altSvc}
@@ -235,38 +235,38 @@ func (s *snapshot) listenerTLS(l *ListenerConfig) *listenerTLS {
 		minVersion = tls.VersionTLS13
 	}
 	var protos []string
-	if hasProto(l.Protocols, "h2") {
+	if hasProto(l.Protocols, ProtoH2) {
 		protos = append(protos, "h2")
 	}
-	if hasProto(l.Protocols, "http/1.1") {
+	if hasProto(l.Protocols, ProtoHTTP1) {
 		protos = append(protos, "http/1.1")
 	}
 	protos = append(protos, s.server.NextProtos()...) // acme-tls/1 when TLS-ALPN-01 is on
-	mk := func(mode string) *tls.Config {
+	mk := func(mode ClientAuth) *tls.Config {
 		c := &tls.Config{
 			MinVersion:     minVersion,
 			NextProtos:     protos,
 			GetCertificate: s.server.GetCertificate,
 		}
-		if s.devices == nil || mode == "off" {
+		if s.devices == nil || mode == ClientAuthOff {
 			return c
 		}
 		c.ClientCAs = s.devices.Pool(nil)
 		switch mode {
-		case "required":
+		case ClientAuthOptional:
+			// Asked for but not enforced here: the resource's policy
+			// decides, and a browser gets a page that says why.
+			c.ClientAuth = tls.RequestClientCert
+		default: // required, and what anything else fails to
 			// No certificate, or one that does not verify, fails the
 			// handshake: that is what required means at this layer.
 			c.ClientAuth = tls.RequireAnyClientCert
 			c.VerifyConnection = s.devices.VerifyConnection(nil)
-		case "optional":
-			// Asked for but not enforced here: the resource's policy
-			// decides, and a browser gets a page that says why.
-			c.ClientAuth = tls.RequestClientCert
 		}
 		return c
 	}
-	byMode := map[string]*tls.Config{}
-	get := func(m string) *tls.Config {
+	byMode := map[ClientAuth]*tls.Config{}
+	get := func(m ClientAuth) *tls.Config {
 		if c, ok := byMode[m]; ok {
 			return c
 		}
@@ -275,7 +275,7 @@ func (s *snapshot) listenerTLS(l *ListenerConfig) *listenerTLS {
 	}
 	// An ACME validator answering a TLS-ALPN-01 challenge has no device
 	// certificate: that one handshake is never asked for one.
-	lt := &listenerTLS{def: get(l.ClientAuth), challenge: get("off"), server: s.server,
+	lt := &listenerTLS{def: get(l.ClientAuth), challenge: get(ClientAuthOff), server: s.server,
 		exact: map[string]*tls.Config{}, wild: map[string]*tls.Config{}}
 	for h, m := range l.Hosts {
 		h = strings.ToLower(h)
@@ -306,7 +306,7 @@ func upstreamDetail(status int) string {
 	return "The application could not be reached."
 }
 
-func hasProto(ps []string, want ...string) bool {
+func hasProto(ps []Protocol, want ...Protocol) bool {
 	for _, p := range ps {
 		for _, w := range want {
 			if p == w {

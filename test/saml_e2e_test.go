@@ -101,7 +101,7 @@ func newSAMLEnv(t *testing.T, mdURL string, attrs saml.Attributes, addr string) 
 		t.Fatal(err)
 	}
 	pol, err := enforcement.Compile(enforcement.PolicyConfig{Login: "saml:corp",
-		Device: enforcement.DeviceConfig{Certificate: "off"},
+		Device: enforcement.DeviceConfig{Certificate: enforcement.CertOff},
 		User:   enforcement.UserConfig{Groups: []string{"admins"}}}, enforcement.Defaults{})
 	if err != nil {
 		t.Fatal(err)
