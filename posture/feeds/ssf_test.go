@@ -538,7 +538,7 @@ func TestSSFReplayByIssuerAndJTI(t *testing.T) {
 	tok := filepath.Join(h.dir, "tok2")
 	os.WriteFile(tok, []byte(ssfToken+"\n"), 0o600)
 	cfg := h.cfg
-	cfg.Name, cfg.Issuer, cfg.AuthorizationFile, cfg.Path = "ssf2", tx2.srv.URL, tok, ""
+	cfg.Name, cfg.Issuer, cfg.AuthorizationFile, cfg.Path = "ssf2", tx2.srv.URL, conf.Path(tok), ""
 	s2, err := NewSSF(cfg, h.db, Options{Registry: prometheus.NewRegistry(), Now: h.clock, HTTPClient: tx2.srv.Client()})
 	if err != nil {
 		t.Fatal(err)
