@@ -43,7 +43,8 @@ type env struct {
 	rogueCert, rogueKey string
 	feedKey             []byte
 	cfgPath             string
-	adminToken          string // path of the admin API token file
+	adminToken          string               // path of the admin API token file
+	reported            map[string]time.Time // when setCompliant last reported each device
 }
 
 func uuid4() string {
@@ -236,8 +237,20 @@ func signFeed(key []byte, id string, ts time.Time, body []byte) string {
 // setCompliant posts a fresh event for device and requires a 200.
 func (e *env) setCompliant(device string, compliant bool) {
 	e.t.Helper()
+	// Posture is ordered by whole seconds and a tie keeps the more
+	// restrictive report (docs/feeds.md): a device that turns compliant
+	// again reports it in a later second than the report it overturns.
+	now := time.Now()
+	if last, ok := e.reported[device]; ok && now.Unix() <= last.Unix() {
+		time.Sleep(time.Until(last.Truncate(time.Second).Add(time.Second)))
+		now = time.Now()
+	}
+	if e.reported == nil {
+		e.reported = map[string]time.Time{}
+	}
+	e.reported[device] = now
 	id := "evt-" + uuid4()
-	code, body := e.postFeed(id, postureEvent(id, device, compliant, time.Now()), time.Now(), nil)
+	code, body := e.postFeed(id, postureEvent(id, device, compliant, now), now, nil)
 	if code != 200 {
 		e.t.Fatalf("feed post = %d %s, want 200", code, body)
 	}
