@@ -139,6 +139,15 @@ type ResourceConfig struct {
 	Remediation string `yaml:"remediation"`
 	// PreserveHost sends the client's Host upstream (default true).
 	PreserveHost *bool `yaml:"preserve_host"`
+	// CaseInsensitive matches Paths in any case ("/ADMIN" is under
+	// "/admin"). Set it when the upstream folds case (IIS, and many apps
+	// on Windows or macOS file systems), or a path in another case reaches
+	// it past this resource's policy. Default false.
+	CaseInsensitive bool `yaml:"case_insensitive"`
+	// Upgrades lists the protocols a client may switch to with Upgrade
+	// (HTTP/1.1); any other offer is removed before the upstream sees it.
+	// Default [websocket].
+	Upgrades []string `yaml:"upgrades"`
 }
 
 // UpstreamTLSConfig is how the gateway trusts an https:// upstream.
@@ -363,6 +372,7 @@ func (c *Config) Validate() error {
 				routes[rk] = r.Name
 			}
 		}
+		errs = append(errs, validateEdge(key, &r))
 		if err := validUpstream(r.Upstream); err != nil {
 			errs = append(errs, conf.Errorf(key+".upstream", "%v", err))
 		}

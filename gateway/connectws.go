@@ -81,7 +81,7 @@ func (g *Gateway) proxyConnectWebsocket(w http.ResponseWriter, r *http.Request, 
 		}
 		logUpstreamError(g.log, r, res.name, err)
 		deny.Write(w, r, deny.Info{Status: status, Reason: reason, Title: http.StatusText(status),
-			Detail: upstreamDetail(status), RequestID: r.Header.Get(hdrRequestID), Resource: res.name})
+			Detail: upstreamDetail(status), RequestID: requestID(r), Resource: res.name})
 		return
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
@@ -102,10 +102,10 @@ func (g *Gateway) proxyConnectWebsocket(w http.ResponseWriter, r *http.Request, 
 	if !ok || resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
 		resp.Body.Close()
 		g.log.Warn("upstream switched protocols without a valid websocket handshake", "resource", res.name,
-			"request_id", r.Header.Get(hdrRequestID))
+			"request_id", requestID(r))
 		deny.Write(w, r, deny.Info{Status: http.StatusBadGateway, Reason: "upstream.unavailable",
 			Title: http.StatusText(http.StatusBadGateway), Detail: upstreamDetail(http.StatusBadGateway),
-			RequestID: r.Header.Get(hdrRequestID), Resource: res.name})
+			RequestID: requestID(r), Resource: res.name})
 		return
 	}
 	defer up.Close()

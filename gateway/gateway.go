@@ -223,7 +223,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 				IdleTimeout:       120 * time.Second,
 				MaxHeaderBytes:    64 << 10,
 				ErrorLog:          errLog,
-				ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return withConnInfo(ctx) },
+				ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return withConnInfo(withListener(ctx, idx)) },
 			}
 			srv.Protocols = new(http.Protocols)
 			srv.Protocols.SetHTTP1(hasProto(l.Protocols, ProtoHTTP1))
@@ -243,7 +243,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 				TLSConfig:   http3.ConfigureTLSConfig(outer),
 				IdleTimeout: 120 * time.Second,
 				QUICConfig:  &quic.Config{Allow0RTT: false, MaxIdleTimeout: 120 * time.Second},
-				ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context { return withConnInfo(ctx) },
+				ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context { return withConnInfo(withListener(ctx, idx)) },
 			}
 			servers = append(servers, h3)
 			serveFns = append(serveFns, func() error { return h3.Serve(udp) })

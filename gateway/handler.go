@@ -2,34 +2,14 @@ package gateway
 
 import (
 	"net/http"
-	"path"
 	"strings"
 	"time"
 
 	"portcullis/enforcement"
-	"portcullis/gateway/assertion"
 	"portcullis/gateway/audit"
 	"portcullis/identity"
 	"portcullis/internal/deny"
 )
-
-// Identity headers an upstream receives. Every incoming X-Portcullis-*
-// header is removed before these are set, so an upstream can trust them
-// when it trusts the gateway.
-const (
-	hdrPrefix    = "X-Portcullis-"
-	hdrUser      = "X-Portcullis-User"
-	hdrEmail     = "X-Portcullis-Email"
-	hdrGroups    = "X-Portcullis-Groups"
-	hdrDeviceID  = "X-Portcullis-Device-Id"
-	hdrDeviceCA  = "X-Portcullis-Device-Ca"
-	hdrRequestID = "X-Portcullis-Request-Id"
-	hdrAssertion = "X-Portcullis-Assertion"
-)
-
-// reservedPrefix is the path space the gateway answers itself on every
-// host: feeds, and later login callbacks.
-const reservedPrefix = "/.portcullis/"
 
 // ServeHTTP runs the pipeline of DESIGN.md §2 for one request, as named
 // stages: route, gather (device, user, posture, risk, revocations),
@@ -43,18 +23,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header()["Alt-Svc"] = s.altSvcValue
 	}
 
-	p := r.URL.Path
-	if !isClean(p) {
-		// Route and forward the same, cleaned path: an upstream must never
-		// see a path other than the one the policy was decided on.
-		p = cleanPath(p)
-		r.URL.Path, r.URL.RawPath = p, ""
-	}
-	if strings.HasPrefix(p, reservedPrefix) || strings.HasPrefix(p, "/.well-known/portcullis/") {
-		if h := s.system[p]; h != nil {
-			h.ServeHTTP(w, r)
-			return
-		}
+	// Route and forward the same, normal host and path: an upstream must
+	// never see a target other than the one the policy was decided on.
+	p, ok := g.serveEdge(w, r, s, reqID, start)
+	if !ok {
+		return
 	}
 
 	rec := audit.Record{Time: start, RequestID: reqID, Method: r.Method, Host: r.Host, Path: p, Protocol: r.Proto, RemoteIP: remoteIP(r.RemoteAddr)}
@@ -144,7 +117,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, res *resource, 
 // registry and be recorded like any other.
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s *snapshot, res *resource, in *enforcement.Input, seq uint64, rec *audit.Record) {
 	decided := rec.Time.Add(rec.DecisionLatency)
-	g.setIdentityHeaders(s, r, res, in, rec.RequestID)
+	r = g.withUpstreamIdentity(r, res, in, rec.RequestID)
 	r, live := g.live.track(r, res, in, seq, rec.RequestID)
 	sw := statusWriterPool.Get().(*statusWriter)
 	sw.reset(w)
@@ -189,80 +162,6 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, res *resource, re
 	deny.Write(w, r, info)
 	rec.Total = time.Since(rec.Time)
 	g.audit.Write(rec)
-}
-
-// setIdentityHeaders removes every header a client could use to pose as
-// someone (X-Portcullis-* and the configured extras) and sets the identity
-// the gateway established, with a signed assertion of it.
-func (g *Gateway) setIdentityHeaders(s *snapshot, r *http.Request, res *resource, in *enforcement.Input, reqID string) {
-	h := r.Header
-	for k := range h {
-		if len(k) > len(hdrPrefix) && strings.EqualFold(k[:len(hdrPrefix)], hdrPrefix) {
-			delete(h, k)
-		}
-	}
-	for _, k := range s.strip {
-		delete(h, k)
-	}
-	vals := make([]string, 0, 7) // one backing array for every header value
-	set := func(k, v string) {
-		if v == "" {
-			return
-		}
-		vals = append(vals, v)
-		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
-	}
-	set(hdrRequestID, reqID)
-	c := assertion.Claims{Resource: res.name}
-	if sub := in.Subject; sub != nil {
-		set(hdrUser, sub.UserID)
-		set(hdrEmail, sub.Email)
-		if len(sub.Groups) > 0 {
-			set(hdrGroups, strings.Join(sub.Groups, ","))
-		}
-		c.UserID, c.Email, c.Groups = sub.UserID, sub.Email, sub.Groups
-	}
-	if d := in.Device; d != nil {
-		set(hdrDeviceID, d.DeviceID)
-		set(hdrDeviceCA, d.CA)
-		c.DeviceID, c.DeviceCA = d.DeviceID, d.CA
-	}
-	if tok, err := g.signer.Assertion(c); err == nil {
-		set(hdrAssertion, tok)
-	} else {
-		g.log.Error("signing identity assertion", "error", err)
-	}
-}
-
-// isClean reports whether p is already in canonical form: absolute, with
-// no empty, "." or ".." segments. Most paths are, and need no allocation.
-func isClean(p string) bool {
-	if p == "" || p[0] != '/' {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		if p[i] != '/' {
-			continue
-		}
-		rest := p[i+1:]
-		if strings.HasPrefix(rest, "/") || rest == "." || rest == ".." ||
-			strings.HasPrefix(rest, "./") || strings.HasPrefix(rest, "../") {
-			return false
-		}
-	}
-	return true
-}
-
-func cleanPath(p string) string {
-	if p == "" {
-		return "/"
-	}
-	trailing := strings.HasSuffix(p, "/")
-	c := path.Clean("/" + p)
-	if trailing && c != "/" {
-		c += "/"
-	}
-	return c
 }
 
 func remoteIP(addr string) string {

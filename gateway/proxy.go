@@ -75,13 +75,18 @@ func newProxy(rc *ResourceConfig, target string, cfg *Config, onError func(http.
 		tr.ForceAttemptHTTP2 = true
 	}
 	preserveHost := rc.PreserveHost == nil || *rc.PreserveHost
+	rules := newHeaderRules(cfg.Headers.Strip, rc.Upgrades)
 	rp := &httputil.ReverseProxy{
+		// Rewrite runs after ReverseProxy removed the hop-by-hop headers
+		// (those named in Connection included) and the client's
+		// forwarding headers: what it sets reaches the upstream as set.
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			if preserveHost {
 				pr.Out.Host = pr.In.Host
 			}
 			setForwarded(pr)
+			rules.rewrite(pr)
 		},
 		Transport:  tr,
 		BufferPool: bufPool,
@@ -96,21 +101,79 @@ func newProxy(rc *ResourceConfig, target string, cfg *Config, onError func(http.
 
 // setForwarded sets X-Forwarded-For/-Host/-Proto and RFC 7239 Forwarded.
 // The gateway is the edge: what clients sent in these headers was removed
-// by ReverseProxy's Rewrite contract and is never passed on. The four
-// values share one backing array: this runs on every request.
+// by ReverseProxy's Rewrite contract and is never passed on. The host is
+// the one the edge normalised (see normalizeHost), so it cannot carry a
+// second element or parameter. The four values share one backing array:
+// this runs on every request.
 func setForwarded(pr *httputil.ProxyRequest) {
 	ip := remoteIP(pr.In.RemoteAddr)
-	forIP := ip
-	if strings.IndexByte(ip, ':') >= 0 {
-		forIP = `"[` + ip + `]"` // RFC 7239 §6: IPv6 is quoted and bracketed
-	}
-	vals := [4]string{ip, pr.In.Host, "https", "for=" + forIP + ";host=\"" + pr.In.Host + "\";proto=https"}
+	vals := [4]string{ip, pr.In.Host, "https", forwardedElement(ip, pr.In.Host)}
 	v := vals[:]
 	h := pr.Out.Header
 	h["X-Forwarded-For"] = v[0:1:1]
 	h["X-Forwarded-Host"] = v[1:2:2]
 	h["X-Forwarded-Proto"] = v[2:3:3]
 	h["Forwarded"] = v[3:4:4]
+}
+
+// forwardedElement is the RFC 7239 element for=<ip>;host=<host>;proto=https.
+// Each value is a token when it can be one and a quoted-string otherwise
+// (§4); an IPv6 address is bracketed and so always quoted (§6).
+func forwardedElement(ip, host string) string {
+	var buf [128]byte // on the stack: the string below is the one allocation
+	b := append(buf[:0], "for="...)
+	if strings.IndexByte(ip, ':') >= 0 {
+		b = append(b, `"[`...)
+		b = appendQuotedText(b, ip)
+		b = append(b, `]"`...)
+	} else {
+		b = appendForwardedValue(b, ip)
+	}
+	b = append(b, ";host="...)
+	b = appendForwardedValue(b, host)
+	b = append(b, ";proto=https"...)
+	return string(b)
+}
+
+// appendForwardedValue appends v as a token, or as a quoted-string when
+// it holds a character a token may not.
+func appendForwardedValue(b []byte, v string) []byte {
+	if v != "" && isToken(v) {
+		return append(b, v...)
+	}
+	b = append(b, '"')
+	b = appendQuotedText(b, v)
+	return append(b, '"')
+}
+
+// appendQuotedText appends v for the inside of a quoted-string (RFC 9110
+// §5.6.4): '"' and '\' are escaped; control characters, which a
+// quoted-string cannot hold, are dropped.
+func appendQuotedText(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 && c != '\t' || c == 0x7f:
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// isToken reports whether v is an RFC 9110 token.
+func isToken(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // upstreamStatus maps a proxy error to a status and reason code.
@@ -126,5 +189,5 @@ func upstreamStatus(ctx context.Context, err error) (int, string) {
 }
 
 func logUpstreamError(l *slog.Logger, r *http.Request, res string, err error) {
-	l.Warn("upstream request failed", "resource", res, "request_id", r.Header.Get(hdrRequestID), "error", err)
+	l.Warn("upstream request failed", "resource", res, "request_id", requestID(r), "error", err)
 }

@@ -15,6 +15,7 @@ type router struct {
 
 type route struct {
 	prefix string // without a trailing slash; "" for "/"
+	fold   bool   // match prefix in any case (ResourceConfig.CaseInsensitive)
 	res    *resource
 }
 
@@ -22,9 +23,9 @@ func newRouter(resources []*resource) *router {
 	rt := &router{exact: map[string][]route{}, wild: map[string][]route{}}
 	for _, res := range resources {
 		for _, h := range res.cfg.Hosts {
-			h = strings.ToLower(h)
+			h = strings.TrimSuffix(strings.ToLower(h), ".") // as normalizeHost writes a request's host
 			for _, p := range res.cfg.Paths {
-				r := route{prefix: strings.TrimSuffix(p, "/"), res: res}
+				r := route{prefix: strings.TrimSuffix(p, "/"), fold: res.cfg.CaseInsensitive, res: res}
 				switch {
 				case h == "*":
 					rt.any = append(rt.any, r)
@@ -77,7 +78,10 @@ func matchPath(rs []route, path string) *resource {
 		if r.prefix == "" {
 			return r.res
 		}
-		if strings.HasPrefix(path, r.prefix) && (len(path) == len(r.prefix) || path[len(r.prefix)] == '/') {
+		if len(path) < len(r.prefix) || len(path) > len(r.prefix) && path[len(r.prefix)] != '/' {
+			continue
+		}
+		if path[:len(r.prefix)] == r.prefix || r.fold && strings.EqualFold(path[:len(r.prefix)], r.prefix) {
 			return r.res
 		}
 	}

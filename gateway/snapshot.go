@@ -157,7 +157,7 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*snapshot, error) {
 						status = http.StatusUnauthorized
 					}
 					info := deny.Info{Status: status, Reason: string(d.Reason), Title: http.StatusText(status),
-						Detail: d.Reason.Message(), RequestID: r.Header.Get(hdrRequestID), Resource: rc.Name}
+						Detail: d.Reason.Message(), RequestID: requestID(r), Resource: rc.Name}
 					if status == http.StatusForbidden {
 						info.Remediation = rc.Remediation
 					}
@@ -171,7 +171,7 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*snapshot, error) {
 			}
 			logUpstreamError(g.log, r, rc.Name, err)
 			deny.Write(w, r, deny.Info{Status: status, Reason: reason, Title: http.StatusText(status),
-				Detail: upstreamDetail(status), RequestID: r.Header.Get(hdrRequestID), Resource: rc.Name})
+				Detail: upstreamDetail(status), RequestID: requestID(r), Resource: rc.Name})
 		}
 		res.proxy, res.transport, err = newProxy(rc, target, cfg, onErr)
 		if err != nil {
