@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"unicode/utf8"
 )
 
 // This file holds the one normalisation of a request's target: the host
@@ -142,6 +143,7 @@ var (
 	errPathBackslash    = &pathError{"The request path contains a backslash, which some servers read as a slash."}
 	errPathEncodedSep   = &pathError{"The request path contains an encoded slash, backslash or dot (%2F, %5C, %2E)."}
 	errPathDoubleEncode = &pathError{"The request path is encoded twice (%25 followed by an escape)."}
+	errPathUTF8         = &pathError{"The request path does not decode to UTF-8 (overlong forms such as %C0%AF are read as a slash by some servers)."}
 	errPathSemicolon    = &pathError{"The request path contains a semicolon, which some servers read as a segment parameter."}
 	errPathAmbiguous    = &pathError{"A path segment ends in a dot or a space, which some servers drop, and the path would then reach another resource."}
 )
@@ -152,8 +154,9 @@ var (
 // canonically (RawPath cleared), so the upstream decodes what the router
 // matched. It refuses, instead of normalising, the forms that servers
 // disagree about: control bytes (NUL included), backslashes, encoded
-// slashes, backslashes and dots, double encoding, and ';' (segment
-// parameters to Tomcat and Spring). trailing reports a segment ending in
+// slashes, backslashes and dots, double encoding, invalid UTF-8 (old IIS
+// read the overlong %C0%AF as '/'), and ';' (segment parameters to Tomcat
+// and Spring). trailing reports a segment ending in
 // '.' or ' ', which IIS and Windows file systems drop: the caller routes
 // such a path twice (see [trimSegments]).
 //
@@ -185,7 +188,7 @@ func normalizePath(u *url.URL) (p string, trailing bool, err *pathError) {
 			}
 		}
 	}
-	dirty := false
+	dirty, high := false, false
 	segStart := 1
 	for i := 1; i <= len(p); i++ {
 		if i < len(p) && p[i] != '/' {
@@ -196,6 +199,8 @@ func normalizePath(u *url.URL) (p string, trailing bool, err *pathError) {
 				return "", false, errPathBackslash
 			case c == ';':
 				return "", false, errPathSemicolon
+			case c >= 0x80:
+				high = true
 			case c == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]):
 				// A '%' left after decoding was sent as %25: an upstream
 				// that decodes again sees another path.
@@ -215,6 +220,9 @@ func normalizePath(u *url.URL) (p string, trailing bool, err *pathError) {
 			trailing = true
 		}
 		segStart = i + 1
+	}
+	if high && !utf8.ValidString(p) {
+		return "", false, errPathUTF8
 	}
 	if dirty {
 		p = cleanPath(p)

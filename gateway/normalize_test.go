@@ -113,6 +113,8 @@ func TestNormalizePath(t *testing.T) {
 		{raw: "/admin;x", err: errPathSemicolon},
 		{raw: "/x/..;/admin", err: errPathSemicolon},
 		{raw: "/admin%3bx", err: errPathSemicolon},
+		{raw: "/..%c0%af../admin", err: errPathUTF8},
+		{raw: "/%C0", err: errPathUTF8},
 		{raw: "/a/.../b", err: errPathAmbiguous},
 		{raw: "/a/. /b", err: errPathAmbiguous},
 	}
