@@ -213,3 +213,14 @@ func FuzzNormalizePath(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkNormalize is the edge's cost for a normal request: compare it
+// with BenchmarkServeHTTP.
+func BenchmarkNormalize(b *testing.B) {
+	u := &url.URL{Path: "/api/v2/users/42"}
+	b.ReportAllocs()
+	for b.Loop() {
+		normalizeHost("app.example.com:8443")
+		normalizePath(u)
+	}
+}
