@@ -61,6 +61,11 @@ type Log struct {
 
 	closed atomic.Bool
 
+	// subs is the current list of subscribers, replaced whole (under
+	// subsMu) when one joins or leaves, so Write reads it without a lock.
+	subs   atomic.Pointer[[]*subscriber]
+	subsMu sync.Mutex
+
 	// mu protects the fields below.
 	mu     sync.Mutex
 	ran    bool
@@ -139,21 +144,48 @@ func putBuf(bp *[]byte) {
 
 // Write logs rec. It never blocks on I/O: the record is encoded and
 // queued for each sink, or dropped and counted for a sink whose queue is
-// full. rec is not retained.
+// full. Subscribers (see [Log.Subscribe]) get a copy, never waited for.
+// rec is not retained.
 func (l *Log) Write(rec *Record) {
 	if l.closed.Load() {
-		l.metrics.dropped[idxOutput].Inc()
-		if l.syslog != nil {
-			l.metrics.dropped[idxSyslog].Inc()
-		}
+		l.countClosed()
 		return
 	}
 	now := l.now()
 	bp := bufPool.Get().(*[]byte)
 	line := appendRecord((*bp)[:0], rec, now)
+	pri := priDeny
+	if allowed(rec.Verdict) {
+		pri = priAllow
+	}
+	t := rec.Time
+	if t.IsZero() {
+		t = now
+	}
+	l.queue(line, pri, t, "decision", rec.Reason, rec.Verdict)
+	*bp = line
+	putBuf(bp)
+	if subs := l.subs.Load(); subs != nil {
+		l.publish(*subs, rec)
+	}
+}
+
+// countClosed counts a record written after Close as dropped by every sink.
+func (l *Log) countClosed() {
+	l.metrics.dropped[idxOutput].Inc()
+	if l.syslog != nil {
+		l.metrics.dropped[idxSyslog].Inc()
+	}
+}
+
+// queue hands one encoded line (without its newline) to every sink; the
+// syslog sink gets it as an RFC 5424 message with the other arguments in
+// its header and structured data. line's buffer must have room to spare
+// or be the caller's to grow.
+func (l *Log) queue(line []byte, pri int, t time.Time, msgID, reason, verdict string) {
 	if l.syslog != nil {
 		sp := bufPool.Get().(*[]byte)
-		msg := appendSyslog((*sp)[:0], &l.syslog.header, rec, now, line)
+		msg := appendSyslogMsg((*sp)[:0], &l.syslog.header, pri, t, msgID, reason, verdict, line)
 		// Octet counting (RFC 6587 §3.4.1): MSG-LEN SP SYSLOG-MSG.
 		var prefix [24]byte
 		p := append(strconv.AppendInt(prefix[:0], int64(len(msg)), 10), ' ')
@@ -163,13 +195,12 @@ func (l *Log) Write(rec *Record) {
 		*sp = msg
 		putBuf(sp)
 	}
-	line = append(line, '\n')
-	if !l.outQ.push(line, nil) {
+	if !l.outQ.push(line, newline) {
 		l.metrics.dropped[idxOutput].Inc()
 	}
-	*bp = line
-	putBuf(bp)
 }
+
+var newline = []byte{'\n'}
 
 // Run writes queued records until ctx ends or [Log.Close] is called, then
 // writes what is still queued (giving the syslog receiver a few seconds)

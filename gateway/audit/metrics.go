@@ -10,20 +10,24 @@ import (
 const (
 	sinkOutput = "output"
 	sinkSyslog = "syslog"
+	// sinkSubscriber counts records a live subscriber (the admin
+	// console's decision stream) was too slow to take.
+	sinkSubscriber = "subscriber"
 )
 
 // metrics are the counters of one Log, resolved once so Write does not
 // look labels up.
 type metrics struct {
-	records   [2]prometheus.Counter // by sink index
-	dropped   [2]prometheus.Counter
-	errors    [2]prometheus.Counter
+	records   [3]prometheus.Counter // by sink index
+	dropped   [3]prometheus.Counter
+	errors    [3]prometheus.Counter
 	connected prometheus.Gauge
 }
 
 const (
 	idxOutput = 0
 	idxSyslog = 1
+	idxSub    = 2
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -59,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	m := &metrics{connected: connected}
-	for i, sink := range []string{sinkOutput, sinkSyslog} {
+	for i, sink := range []string{sinkOutput, sinkSyslog, sinkSubscriber} {
 		m.records[i] = records.WithLabelValues(sink)
 		m.dropped[i] = dropped.WithLabelValues(sink)
 		m.errors[i] = errs.WithLabelValues(sink)

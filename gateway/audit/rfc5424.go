@@ -61,6 +61,12 @@ func appendSyslog(b []byte, h *header, rec *Record, now time.Time, msg []byte) [
 	if t.IsZero() {
 		t = now
 	}
+	return appendSyslogMsg(b, h, pri, t, "decision", rec.Reason, rec.Verdict, msg)
+}
+
+// appendSyslogMsg appends one RFC 5424 message with MSGID msgID, whose
+// structured data carries reason and verdict, and whose MSG is msg.
+func appendSyslogMsg(b []byte, h *header, pri int, t time.Time, msgID, reason, verdict string, msg []byte) []byte {
 	b = append(b, '<')
 	b = strconv.AppendInt(b, int64(pri), 10)
 	b = append(b, ">1 "...)
@@ -72,12 +78,14 @@ func appendSyslog(b []byte, h *header, rec *Record, now time.Time, msg []byte) [
 	b = append(b, h.appName...)
 	b = append(b, ' ')
 	b = append(b, h.procID...)
-	b = append(b, " decision ["...)
+	b = append(b, ' ')
+	b = append(b, msgID...)
+	b = append(b, " ["...)
 	b = append(b, sdID...)
 	b = append(b, ` reason="`...)
-	b = appendParamValue(b, truncate(rec.Reason, maxField))
+	b = appendParamValue(b, truncate(reason, maxField))
 	b = append(b, `" verdict="`...)
-	b = appendParamValue(b, truncate(rec.Verdict, maxField))
+	b = appendParamValue(b, truncate(verdict, maxField))
 	b = append(b, `"] `...)
 	return append(b, msg...)
 }
