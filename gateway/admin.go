@@ -71,6 +71,10 @@ func (g *Gateway) adminHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{g.reg, certMetrics}, promhttp.HandlerOpts{}))
 	(&adminAPI{g: g, token: g.adminToken}).routes(mux)
+	if g.console != nil {
+		mux.Handle("/console", g.console.Handler())
+		mux.Handle("/console/", g.console.Handler())
+	}
 	if g.cur.Load().cfg.Admin.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

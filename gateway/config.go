@@ -12,6 +12,7 @@ import (
 	"portcullis/certs"
 	"portcullis/enforcement"
 	"portcullis/gateway/audit"
+	"portcullis/gateway/console"
 	"portcullis/internal/conf"
 	"portcullis/posture"
 )
@@ -83,6 +84,8 @@ type AdminConfig struct {
 	// (default false). Profiles show request paths and timing: keep the
 	// admin listener on loopback when this is on.
 	Pprof bool `yaml:"pprof"`
+	// Console is the admin console at /console/ (docs/console.md).
+	Console console.Config `yaml:"console"`
 }
 
 // StateConfig says where state lives.
@@ -320,6 +323,10 @@ func (c *Config) Validate() error {
 	}
 	if len(c.TLS.Certificates) == 0 && c.Dev.Dir == "" {
 		errs = append(errs, conf.Errorf("tls.certificates", "no server certificate (list one, or set dev.dir for generated dev certificates)"))
+	}
+	add("admin.console", c.Admin.Console.Validate())
+	if c.Admin.Console.Enabled && c.Admin.Listen == "off" {
+		errs = append(errs, conf.Errorf("admin.console.enabled", "the console is served on the admin listener, which is off"))
 	}
 	add("tls", c.TLS.Validate())
 	add("devices", c.Devices.Validate())

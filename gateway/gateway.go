@@ -24,6 +24,7 @@ import (
 	"portcullis/enforcement"
 	"portcullis/gateway/assertion"
 	"portcullis/gateway/audit"
+	"portcullis/gateway/console"
 	"portcullis/identity"
 	"portcullis/internal/conf"
 	"portcullis/posture"
@@ -56,7 +57,8 @@ type Gateway struct {
 	ids         *idGen
 	adminToken  conf.Secret
 	live        *liveRegistry
-	certGen     atomic.Uint64 // bumped when a CRL refresh revokes certificates
+	console     *console.Console // nil when admin.console is off
+	certGen     atomic.Uint64    // bumped when a CRL refresh revokes certificates
 	onReady     func(*Gateway)
 
 	ident *identity.State // logins in flight, SAML replay cache: outlive reloads
@@ -130,6 +132,8 @@ func open(ctx context.Context, path string, cfg *Config, opts Options) (*Gateway
 	}
 	if g.audit, err = audit.New(cfg.Audit, audit.Options{Registerer: g.reg, Logger: g.log.With("component", "audit")}); err != nil {
 		errs = append(errs, conf.Errorf("audit", "opening audit log: %v", err))
+	} else if g.console, err = g.newConsole(cfg); err != nil {
+		errs = append(errs, conf.Errorf("admin.console", "%v", err))
 	}
 	s, err := g.build(ctx, cfg)
 	if err = errors.Join(append(errs, err)...); err != nil {
@@ -296,6 +300,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		})
 	}
 	eg.Go(func() error { return g.audit.Run(egCtx) })
+	if g.console != nil {
+		eg.Go(func() error { return g.console.Run(egCtx) })
+	}
 	eg.Go(func() error { g.watchConfig(egCtx); return nil })
 	changes, unsubscribe := g.store.Subscribe(4096)
 	re := &enforcement.Reevaluator{Registry: g.live, State: g.store, Changes: changes,

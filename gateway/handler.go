@@ -121,6 +121,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s *snapshot, r
 	r, live := g.live.track(r, res, in, seq, rec.RequestID)
 	sw := statusWriterPool.Get().(*statusWriter)
 	sw.reset(w)
+	sw.live = &live.bytesOut
 	defer func() {
 		live.done()
 		end := time.Now()

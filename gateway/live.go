@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"portcullis/enforcement"
@@ -43,6 +44,7 @@ type liveEntry struct {
 	resource  string
 	started   time.Time
 	reason    enforcement.Decision // why it was closed, if it was
+	bytesOut  atomic.Int64         // response body bytes sent so far, for the console
 	mu        sync.Mutex
 	closed    bool
 }

@@ -16,6 +16,7 @@ type statusWriter struct {
 	w      http.ResponseWriter
 	status int
 	bytes  int64
+	live   *atomic.Int64 // also counts bytes here, for the live view; may be nil
 }
 
 var statusWriterPool = sync.Pool{New: func() any { return new(statusWriter) }}
@@ -39,6 +40,9 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	}
 	n, err := s.w.Write(b)
 	s.bytes += int64(n)
+	if s.live != nil {
+		s.live.Add(int64(n))
+	}
 	return n, err
 }
 
