@@ -33,6 +33,7 @@ type env struct {
 	admin    string
 	upstream string // http://127.0.0.1:N
 	appWhen  string // the app resource's policy.when, if any
+	console  bool   // serve the admin console
 
 	serverCA            string
 	dev1Cert, dev1Key   string
@@ -122,7 +123,7 @@ const configTemplate = `
 listen:
   - address: 127.0.0.1:{{.Port}}
     client_auth: optional
-admin: {listen: "{{.Admin}}", token_file: admin.token}
+admin: {listen: "{{.Admin}}", token_file: admin.token{{if .Console}}, console: {enabled: true}{{end}}}
 state: {dir: state}
 tls:
   certificates: [{cert: server.pem, key: server.key}]
@@ -164,7 +165,7 @@ func (e *env) writeConfig(extra string) {
 	e.t.Helper()
 	var b bytes.Buffer
 	template.Must(template.New("").Parse(configTemplate)).Execute(&b, map[string]any{
-		"Port": e.port, "Admin": e.admin, "Upstream": e.upstream, "Extra": extra, "AppWhen": e.appWhen,
+		"Port": e.port, "Admin": e.admin, "Upstream": e.upstream, "Extra": extra, "AppWhen": e.appWhen, "Console": e.console,
 	})
 	// Write then rename, as editors and config managers do: the gateway
 	// never reads a half-written file.

@@ -41,8 +41,9 @@ type legendItem struct {
 }
 
 type tick struct {
-	Pos   float64
-	Label string
+	Pos    float64
+	Label  string
+	Anchor string // text-anchor of an x-axis label
 }
 
 // layer is one series of a stacked chart.
@@ -54,11 +55,10 @@ type layer struct {
 // stacked lays layers out bottom to top, one bar per bucket.
 func stacked(id, title, desc string, layers []layer) chart {
 	c := chart{ID: id, Title: title, Desc: desc, Width: chartW, Height: chartH}
-	if len(layers) == 0 {
-		c.Empty = true
-		return c
+	n := 0
+	if len(layers) > 0 {
+		n = len(layers[0].values)
 	}
-	n := len(layers[0].values)
 	peak := 0.0
 	for i := range n {
 		sum := 0.0
@@ -70,7 +70,7 @@ func stacked(id, title, desc string, layers []layer) chart {
 	c.Empty = peak == 0
 	top := niceCeil(peak)
 	plotW, plotH := chartW-plotLeft, chartH-plotTop-plotBottom
-	bw := plotW / float64(n)
+	bw := plotW / float64(max(n, 1))
 	for i := range n {
 		y := plotTop + plotH
 		for k, l := range layers {
@@ -90,11 +90,14 @@ func stacked(id, title, desc string, layers []layer) chart {
 		c.YTicks = append(c.YTicks, tick{Pos: round2(plotTop + plotH*(1-f)), Label: formatRate(top * f)})
 	}
 	for _, m := range []int{60, 45, 30, 15, 0} {
-		label := "now"
+		t := tick{Pos: round2(plotLeft + plotW*float64(60-m)/60), Label: "now", Anchor: "end"}
 		if m > 0 {
-			label = fmt.Sprintf("−%d min", m)
+			t.Label, t.Anchor = fmt.Sprintf("−%d min", m), "middle"
 		}
-		c.XTicks = append(c.XTicks, tick{Pos: round2(plotLeft + plotW*float64(60-m)/60), Label: label})
+		if m == 60 {
+			t.Anchor = "start"
+		}
+		c.XTicks = append(c.XTicks, t)
 	}
 	return c
 }
@@ -149,6 +152,8 @@ func round2(v float64) float64 { return math.Round(v*100) / 100 }
 // formatRate writes a per-second rate briefly: 0, 0.25, 12, 1.5k.
 func formatRate(v float64) string {
 	switch {
+	case v > 0 && v < 0.01:
+		return "<0.01"
 	case v >= 1000:
 		return strconv.FormatFloat(v/1000, 'f', -1, 64) + "k"
 	case v >= 10 || v == math.Trunc(v):
