@@ -82,6 +82,7 @@ type request struct {
 
 	outcomes []Outcome
 	err      error
+	rev      uint64        // a shared store's revision of the commit
 	done     chan struct{} // closed once outcomes and err are set
 	lead     chan struct{} // receives when this caller must lead the next group
 }
@@ -113,6 +114,9 @@ func (db *DB) submit(ctx context.Context, r *request) ([]Outcome, error) {
 	for {
 		select {
 		case <-r.done:
+			if r.rev > 0 {
+				db.waitApplied(ctx, r.rev)
+			}
 			return r.outcomes, r.err
 		case <-r.lead:
 			db.lead()
@@ -172,19 +176,13 @@ func (db *DB) commitGroup(group []*request) {
 		return
 	}
 	now := db.now().Round(0).UTC()
-	st := &txState{
-		now:     now,
-		expiry:  now.Add(db.dedupTTL),
-		devices: map[DeviceKey]*Device{},
-		users:   map[string]*UserRisk{},
-		dedup:   map[string]time.Time{},
-
-		revSessions: map[string]*Revocation{},
-		revUsers:    map[string]*Revocation{},
-		revDevices:  map[DeviceKey]*Revocation{},
-		cursors:     map[string]string{},
+	if db.shared != nil {
+		db.commitSharedLocked(group, now)
+		return
 	}
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	st := db.newTxState(now)
+	err := db.bolt.Update(func(btx *bolt.Tx) error {
+		tx := &txn{bolt: btx}
 		for _, r := range group {
 			if err := db.applyRequest(tx, st, r); err != nil {
 				return err
@@ -202,6 +200,21 @@ func (db *DB) commitGroup(group []*request) {
 	db.publishLocked(st)
 }
 
+func (db *DB) newTxState(now time.Time) *txState {
+	return &txState{
+		now:     now,
+		expiry:  now.Add(db.dedupTTL),
+		devices: map[DeviceKey]*Device{},
+		users:   map[string]*UserRisk{},
+		dedup:   map[string]time.Time{},
+
+		revSessions: map[string]*Revocation{},
+		revUsers:    map[string]*Revocation{},
+		revDevices:  map[DeviceKey]*Revocation{},
+		cursors:     map[string]string{},
+	}
+}
+
 func countEvents(group []*request) int {
 	n := 0
 	for _, r := range group {
@@ -214,7 +227,7 @@ func (r *request) size() int {
 	return len(r.guards) + len(r.postures) + len(r.risks) + len(r.revs) + len(r.clears) + len(r.clearRisks)
 }
 
-func (db *DB) applyRequest(tx *bolt.Tx, st *txState, r *request) error {
+func (db *DB) applyRequest(tx *txn, st *txState, r *request) error {
 	r.outcomes = make([]Outcome, 0, r.size())
 	expiry := st.expiry
 	if ttl := r.dedupTTL; ttl > db.dedupTTL {
@@ -294,7 +307,7 @@ func (db *DB) applyRequest(tx *bolt.Tx, st *txState, r *request) error {
 
 // seenLocked reports whether the dedup key k is remembered, and remembers
 // it otherwise.
-func (db *DB) seenLocked(tx *bolt.Tx, st *txState, expiry time.Time, k string) (bool, error) {
+func (db *DB) seenLocked(tx *txn, st *txState, expiry time.Time, k string) (bool, error) {
 	if _, ok := st.dedup[k]; ok {
 		return true, nil
 	}
@@ -305,7 +318,7 @@ func (db *DB) seenLocked(tx *bolt.Tx, st *txState, expiry time.Time, k string) (
 	return false, tx.Bucket(bucketDedup).Put([]byte(k), encodeExpiry(expiry))
 }
 
-func (db *DB) applyPostureLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *PostureEvent) (Outcome, error) {
+func (db *DB) applyPostureLocked(tx *txn, st *txState, expiry time.Time, e *PostureEvent) (Outcome, error) {
 	p := e.Posture
 	if dup, err := db.seenLocked(tx, st, expiry, dedupKey(p.Source, p.EventID)); dup || err != nil {
 		return Duplicate, err
@@ -362,7 +375,7 @@ func (db *DB) applyPostureLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *
 	return Applied, nil
 }
 
-func (db *DB) applyRiskLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *RiskEvent) (Outcome, error) {
+func (db *DB) applyRiskLocked(tx *txn, st *txState, expiry time.Time, e *RiskEvent) (Outcome, error) {
 	r := e.Risk
 	if dup, err := db.seenLocked(tx, st, expiry, dedupKey(r.Source, r.EventID)); dup || err != nil {
 		return Duplicate, err
@@ -399,7 +412,7 @@ func (db *DB) applyRiskLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *Ris
 }
 
 // sweepLocked forgets expired dedup entries, at most once a minute.
-func (db *DB) sweepLocked(tx *bolt.Tx, st *txState) error {
+func (db *DB) sweepLocked(tx *txn, st *txState) error {
 	if st.now.Sub(db.lastSweep) < min(time.Minute, db.dedupTTL) {
 		return nil
 	}
@@ -422,6 +435,13 @@ func (db *DB) sweepLocked(tx *bolt.Tx, st *txState) error {
 // publishLocked makes a committed transaction visible to readers, then
 // tells subscribers.
 func (db *DB) publishLocked(st *txState) {
+	db.publishRecordsLocked(st)
+	db.publishDedupLocked(st)
+	db.subs.publish(st.changes)
+}
+
+// publishRecordsLocked swaps the transaction's records into memory.
+func (db *DB) publishRecordsLocked(st *txState) {
 	for k, d := range st.devices {
 		s := &db.devices[deviceShardOf(k)]
 		s.mu.Lock()
@@ -463,6 +483,11 @@ func (db *DB) publishLocked(st *txState) {
 		}
 	}
 	db.publishRevocationsLocked(st)
+}
+
+// publishDedupLocked remembers the transaction's event ids and forgets
+// the swept ones.
+func (db *DB) publishDedupLocked(st *txState) {
 	for k, exp := range st.dedup {
 		db.dedup[k] = exp
 	}
@@ -472,5 +497,4 @@ func (db *DB) publishLocked(st *txState) {
 		}
 		db.lastSweep = st.now
 	}
-	db.subs.publish(st.changes)
 }

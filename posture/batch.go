@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // A Batch is a set of writes of different kinds committed in one
@@ -187,7 +185,7 @@ func checkRevocations(batch []RevocationEvent) error {
 	return nil
 }
 
-func (db *DB) applyRevocationLocked(tx *bolt.Tx, st *txState, expiry time.Time, e *RevocationEvent) (Outcome, error) {
+func (db *DB) applyRevocationLocked(tx *txn, st *txState, expiry time.Time, e *RevocationEvent) (Outcome, error) {
 	r := e.Revocation
 	if dup, err := db.seenLocked(tx, st, expiry, dedupKey(r.Source, r.EventID)); dup || err != nil {
 		return Duplicate, err
@@ -247,7 +245,7 @@ func (db *DB) applyRevocationLocked(tx *bolt.Tx, st *txState, expiry time.Time, 
 	return Applied, nil
 }
 
-func (db *DB) applyClearLocked(tx *bolt.Tx, st *txState, expiry time.Time, c *PostureClear) (Outcome, error) {
+func (db *DB) applyClearLocked(tx *txn, st *txState, expiry time.Time, c *PostureClear) (Outcome, error) {
 	if dup, err := db.seenLocked(tx, st, expiry, dedupKey(c.Source, c.EventID)); dup || err != nil {
 		return Duplicate, err
 	}
@@ -277,7 +275,7 @@ func (db *DB) applyClearLocked(tx *bolt.Tx, st *txState, expiry time.Time, c *Po
 	return Applied, nil
 }
 
-func (db *DB) clearRiskLocked(tx *bolt.Tx, st *txState, user string) (Outcome, error) {
+func (db *DB) clearRiskLocked(tx *txn, st *txState, user string) (Outcome, error) {
 	old, ok := st.users[user]
 	if !ok {
 		old = db.Risk(user)
@@ -294,7 +292,7 @@ func (db *DB) clearRiskLocked(tx *bolt.Tx, st *txState, user string) (Outcome, e
 }
 
 // sweepRevocationsLocked forgets expired session revocations.
-func (db *DB) sweepRevocationsLocked(tx *bolt.Tx, st *txState) error {
+func (db *DB) sweepRevocationsLocked(tx *txn, st *txState) error {
 	b := tx.Bucket(bucketRevocations)
 	for i := range db.revs.sessions {
 		for id, r := range db.revs.sessions[i].load() {

@@ -74,6 +74,9 @@ type Posture struct {
 	Reasons     []string
 	ObservedAt  time.Time // when the source observed it
 	ReceivedAt  time.Time // when we stored it
+	// Rev is the shared store's revision of the record (see [Shared]);
+	// 0 in the embedded store.
+	Rev uint64
 }
 
 // Device is everything known about one device: one record per source, in
@@ -92,4 +95,5 @@ type UserRisk struct {
 	EventID    string
 	ObservedAt time.Time
 	ReceivedAt time.Time
+	Rev        uint64 // see [Posture.Rev]
 }

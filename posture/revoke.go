@@ -54,6 +54,7 @@ type Revocation struct {
 	ObservedAt time.Time
 	ReceivedAt time.Time
 	ExpiresAt  time.Time // RevokeSession: when the record is forgotten
+	Rev        uint64    // see [Posture.Rev]
 }
 
 // A RevocationEvent is one source's revocation, as a feed or the admin
@@ -175,4 +176,16 @@ func cowPut[K comparable](s *revShard[K], copied map[*revShard[K]]map[K]*Revocat
 	} else {
 		m[k] = v
 	}
+}
+
+// revDelta is the change in the record count when a record that was
+// present (had) is replaced by one that is present (has), or removed.
+func revDelta(had, has bool) int64 {
+	switch {
+	case had && !has:
+		return -1
+	case !had && has:
+		return 1
+	}
+	return 0
 }

@@ -43,11 +43,15 @@ type Options struct {
 // never wait for disk and allocate nothing. Writes are batched, atomic and
 // durable before they return.
 type DB struct {
-	bolt     *bolt.DB
-	log      *slog.Logger
-	now      func() time.Time
-	dedupTTL time.Duration
-	revTTL   time.Duration
+	bolt      *bolt.DB // embedded; nil for a shared store
+	shared    Shared   // shared; nil for the embedded store
+	applied   appliedRev
+	corrupt   atomic.Int64 // shared records that could not be read
+	conflicts atomic.Int64
+	log       *slog.Logger
+	now       func() time.Time
+	dedupTTL  time.Duration
+	revTTL    time.Duration
 
 	devices [shardCount]deviceShard
 	users   [shardCount]userShard
@@ -246,6 +250,9 @@ func (db *DB) Close() error {
 	db.commitMu.Lock()
 	defer db.commitMu.Unlock()
 	db.subs.closeAll()
+	if db.shared != nil {
+		return db.shared.Close()
+	}
 	return db.bolt.Close()
 }
 
