@@ -22,16 +22,21 @@ func (g *Gateway) adminHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		s := g.cur.Load()
 		detail := map[string]any{
-			"listening":     g.ready.Load(),
-			"config":        s != nil,
-			"certificates":  s != nil && s.server != nil,
-			"posture_store": g.store != nil,
+			"listening":    g.ready.Load(),
+			"config":       s != nil,
+			"certificates": s != nil && s.server != nil,
 		}
+		// A shared store is ready once its copy was loaded; cut off from
+		// Redis afterwards, the replica decides from the copy until
+		// posture is stale.
+		storeReady, storeDetail := g.storeStatus()
+		detail["posture_store"] = storeReady
 		ready := true
 		for _, v := range detail {
 			ready = ready && v.(bool)
 		}
 		detail["ready"] = ready
+		detail["store"] = storeDetail
 		// Feeds report their health; a silent one (no event for longer
 		// than posture.max_age) does not make the gateway unready — stale
 		// posture already denies — but an operator must see it.

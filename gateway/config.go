@@ -15,6 +15,7 @@ import (
 	"portcullis/gateway/console"
 	"portcullis/internal/conf"
 	"portcullis/posture"
+	redisstore "portcullis/posture/redis"
 )
 
 // Config is the whole configuration file. docs/config.md documents every
@@ -93,6 +94,10 @@ type StateConfig struct {
 	// Dir holds the posture database and the assertion signing key
 	// (default ./data, relative to the config file).
 	Dir conf.Path `yaml:"dir"`
+	// Redis, when set, keeps posture, risk, revocations, event-id dedup,
+	// poller cursors and replay caches in Redis, shared by every replica
+	// (docs/scaling.md); Dir then holds only the assertion key.
+	Redis *redisstore.Config `yaml:"redis"`
 }
 
 // DevConfig is the quickstart's self-provisioning.
@@ -279,6 +284,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	add := func(key string, err error) { errs = append(errs, conf.AtKey(key, err)) }
 
+	if c.State.Redis != nil {
+		add("state.redis", c.State.Redis.Validate())
+	}
 	httpsListeners := 0
 	addrs := map[string]bool{}
 	for i, l := range c.Listen {

@@ -29,6 +29,7 @@ import (
 	"portcullis/internal/conf"
 	"portcullis/posture"
 	"portcullis/posture/feeds"
+	redisstore "portcullis/posture/redis"
 )
 
 // Options configures a Gateway beyond its configuration file.
@@ -50,6 +51,7 @@ type Gateway struct {
 	reloadMu sync.Mutex               // serializes Reload; readers never take it
 
 	store       *posture.DB
+	shared      *redisstore.Store // nil with the embedded store
 	signer      *assertion.Signer
 	audit       *audit.Log
 	metrics     *metrics
@@ -119,8 +121,8 @@ func open(ctx context.Context, path string, cfg *Config, opts Options) (*Gateway
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, conf.Errorf("state.dir", "creating state directory: %v", err)
 	}
-	if g.store, err = posture.Open(stateDir, posture.Options{Logger: g.log.With("component", "posture")}); err != nil {
-		return nil, conf.Errorf("state.dir", "opening posture store: %v", err)
+	if err := g.openStore(cfg, stateDir); err != nil {
+		return nil, err
 	}
 	if err := g.store.RegisterMetrics(g.reg); err != nil {
 		g.close()
@@ -303,6 +305,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.console != nil {
 		eg.Go(func() error { return g.console.Run(egCtx) })
 	}
+	eg.Go(func() error { return g.runStore(egCtx) })
 	eg.Go(func() error { g.watchConfig(egCtx); return nil })
 	changes, unsubscribe := g.store.Subscribe(4096)
 	re := &enforcement.Reevaluator{Registry: g.live, State: g.store, Changes: changes,

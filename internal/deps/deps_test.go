@@ -31,6 +31,7 @@ var allowed = map[string]struct {
 
 	"posture":       {[]string{"internal/conf"}, "the model and the store, nothing of HTTP or feeds"},
 	"posture/feeds": {[]string{"internal/conf", "posture"}, "feeds write the store"},
+	"posture/redis": {[]string{"internal/conf", "posture"}, "the shared store's backend; knows nothing of feeds or requests"},
 
 	"enforcement": {[]string{"certs", "internal/conf", "posture"}, "Decide reads value types; never the gateway, feeds or login flows"},
 
@@ -49,11 +50,11 @@ var allowed = map[string]struct {
 	"gateway": {[]string{
 		"certs", "certs/devca", "enforcement", "gateway/assertion", "gateway/audit", "gateway/console",
 		"identity", "identity/oidc", "identity/saml", "identity/session",
-		"internal/conf", "internal/deny", "posture", "posture/feeds",
+		"internal/conf", "internal/deny", "posture", "posture/feeds", "posture/redis",
 	}, "composes every layer below it"},
 
 	"cmd/portcullis": {[]string{
-		"certs", "certs/devca", "enforcement", "gateway", "internal/conf", "posture", "posture/feeds",
+		"certs", "certs/devca", "enforcement", "gateway", "internal/conf", "posture", "posture/feeds", "posture/redis",
 	}, "the CLI over the gateway and its parts"},
 	"test": {nil, "end-to-end tests drive the built binary, not its packages"},
 }

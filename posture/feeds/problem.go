@@ -79,6 +79,11 @@ func writeProblem(w http.ResponseWriter, status int, reason, detail string) {
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	if status == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
+		// The store is down or shutting down: nothing was stored, and
+		// senders that honour Retry-After come back soon.
+		h.Set("Retry-After", "5")
+	}
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
 }

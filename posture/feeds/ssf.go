@@ -218,6 +218,9 @@ func (s *SSF) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := s.store(r.Context(), []*SET{set}); err != nil {
 		status, _ := storeFailure(err)
+		if status == http.StatusServiceUnavailable {
+			rw.Header().Set("Retry-After", "5")
+		}
 		s.refuse(rw, r, status, setErr(SETInvalidRequest, "the event was not stored; retry later"))
 		return
 	}

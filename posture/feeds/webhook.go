@@ -222,10 +222,7 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 	outcomes, err := w.db.ApplyPosture(r.Context(), events)
 	if err != nil {
-		status, reason := http.StatusInternalServerError, ReasonStoreFailed
-		if errors.Is(err, posture.ErrClosed) {
-			status, reason = http.StatusServiceUnavailable, ReasonStoreUnavailable
-		}
+		status, reason := storeFailure(err)
 		w.count(status, reason)
 		w.log.Error("feed events not stored", "reason", reason, "status", status, "remote_addr", r.RemoteAddr, "events", len(events), "err", err)
 		writeProblem(rw, status, reason, "the events were not stored; retry later")
@@ -308,7 +305,7 @@ func readLimited(rw http.ResponseWriter, r *http.Request, max int64) (body []byt
 
 // storeFailure maps a store error to a status and reason.
 func storeFailure(err error) (int, string) {
-	if errors.Is(err, posture.ErrClosed) {
+	if errors.Is(err, posture.ErrClosed) || errors.Is(err, posture.ErrUnavailable) {
 		return http.StatusServiceUnavailable, ReasonStoreUnavailable
 	}
 	return http.StatusInternalServerError, ReasonStoreFailed

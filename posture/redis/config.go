@@ -49,7 +49,7 @@ type Config struct {
 	// Username is the ACL user, if any.
 	Username string `yaml:"username"`
 	// PasswordFile is a file holding the password (never in the URL).
-	PasswordFile string `yaml:"password_file"`
+	PasswordFile conf.Path `yaml:"password_file"`
 	// TLS turns on TLS with Addrs (a rediss:// URL turns it on by itself).
 	TLS *TLSConfig `yaml:"tls"`
 	// KeyPrefix prefixes every key (default "portcullis:"). Give each
@@ -68,7 +68,7 @@ type Config struct {
 type TLSConfig struct {
 	// CAFile is a PEM bundle of the CAs that sign the server's
 	// certificate; empty means the system pool.
-	CAFile string `yaml:"ca_file"`
+	CAFile conf.Path `yaml:"ca_file"`
 	// ServerName overrides the name checked in the server's certificate.
 	ServerName string `yaml:"server_name"`
 }
@@ -102,7 +102,7 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// options builds the client options; paths are already resolved.
+// options builds the client options.
 func (c *Config) options() (*goredis.UniversalOptions, error) {
 	timeout := c.Timeout.Std()
 	if timeout <= 0 {
@@ -129,7 +129,7 @@ func (c *Config) options() (*goredis.UniversalOptions, error) {
 			o.Username = u.Username
 		}
 	}
-	if c.PasswordFile != "" {
+	if !c.PasswordFile.IsZero() {
 		s, err := conf.ReadSecretFile(c.PasswordFile)
 		if err != nil {
 			return nil, fmt.Errorf("password_file: %w", err)
@@ -138,8 +138,8 @@ func (c *Config) options() (*goredis.UniversalOptions, error) {
 	}
 	if c.TLS != nil {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLS.ServerName}
-		if c.TLS.CAFile != "" {
-			pem, err := os.ReadFile(c.TLS.CAFile)
+		if !c.TLS.CAFile.IsZero() {
+			pem, err := os.ReadFile(c.TLS.CAFile.String())
 			if err != nil {
 				return nil, fmt.Errorf("tls.ca_file: %w", err)
 			}
