@@ -73,7 +73,9 @@ func parsePayload(b []byte, rev uint64) ([]posture.Record, error) {
 
 func cutBytes(b []byte) (field, rest []byte, ok bool) {
 	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)-k) {
+	// A length has one encoding: a longer one (a last byte of 0) is
+	// refused, so a payload means exactly one thing.
+	if k <= 0 || k > 1 && b[k-1] == 0 || n > uint64(len(b)-k) {
 		return nil, nil, false
 	}
 	return b[k : k+int(n)], b[k+int(n):], true
