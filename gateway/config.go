@@ -48,6 +48,8 @@ type Config struct {
 	Assertion AssertionConfig `yaml:"assertion"`
 	// Resources are the protected applications, matched by host and path.
 	Resources []ResourceConfig `yaml:"resources"`
+	// Limits bound what one client can make the gateway hold.
+	Limits LimitsConfig `yaml:"limits"`
 	// Shutdown is how long in-flight requests may take to finish on
 	// SIGTERM (default 15s).
 	Shutdown conf.Duration `yaml:"shutdown_timeout"`
@@ -240,6 +242,7 @@ func overlaps(key string, errs []*conf.PosError) bool {
 
 func (c *Config) applyDefaults() {
 	c.Posture.ApplyDefaults()
+	c.Limits.ApplyDefaults()
 	if len(c.Listen) == 0 {
 		c.Listen = []ListenerConfig{{Address: "127.0.0.1:8443"}}
 	}
@@ -341,6 +344,7 @@ func (c *Config) Validate() error {
 	add("identity", c.Identity.Validate())
 	add("posture", c.Posture.Validate())
 	add("audit", c.Audit.Validate())
+	add("limits", c.Limits.Validate())
 	for i, h := range c.Headers.Strip {
 		if h == "" || strings.ContainsAny(h, " :\t") {
 			errs = append(errs, conf.Errorf(fmt.Sprintf("headers.strip[%d]", i), "invalid header name %q", h))

@@ -72,7 +72,7 @@ func (g *Gateway) serveEdge(w http.ResponseWriter, r *http.Request, s *snapshot,
 	}
 	if reserved(p) {
 		if h := s.system[p]; h != nil {
-			h.ServeHTTP(w, r)
+			g.serveSystem(w, r, s, h)
 		} else {
 			// Never proxied: an upstream must not be reachable at, or
 			// answer for, the gateway's own paths.

@@ -59,6 +59,7 @@ type Gateway struct {
 	ids         *idGen
 	adminToken  conf.Secret
 	live        *liveRegistry
+	limiter     *limiter
 	console     *console.Console // nil when admin.console is off
 	certGen     atomic.Uint64    // bumped when a CRL refresh revokes certificates
 	onReady     func(*Gateway)
@@ -104,6 +105,7 @@ func open(ctx context.Context, path string, cfg *Config, opts Options) (*Gateway
 	}
 	g.metrics = newMetrics(g.reg, opts.Version)
 	g.ident = identity.NewState(g.reg)
+	g.limiter = newLimiter(g.reg)
 	g.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "portcullis_live_requests",
 		Help: "Requests being proxied now (websockets and streams included), watched by the re-evaluator.",
@@ -229,11 +231,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 				IdleTimeout:       120 * time.Second,
 				MaxHeaderBytes:    64 << 10,
 				ErrorLog:          errLog,
-				ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return withConnInfo(withListener(ctx, idx)) },
+				ConnContext:       func(ctx context.Context, c net.Conn) context.Context { return connContext(withListener(ctx, idx), c) },
 			}
 			srv.Protocols = new(http.Protocols)
 			srv.Protocols.SetHTTP1(hasProto(l.Protocols, ProtoHTTP1))
 			srv.Protocols.SetHTTP2(hasProto(l.Protocols, ProtoH2))
+			if hasProto(l.Protocols, ProtoH2) {
+				if err := g.configureHTTP2(srv, &cfg.Limits); err != nil {
+					return fail(fmt.Errorf("listen[%d]: %w", i, err))
+				}
+			}
 			servers = append(servers, srv)
 			serveFns = append(serveFns, func() error { return srv.ServeTLS(ln, "", "") })
 		}
@@ -245,11 +252,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 			closers = append(closers, udp)
 			g.setAddr(fmt.Sprintf("h3_%d", i), udp.LocalAddr().String())
 			h3 := &http3.Server{
-				Handler:     g,
+				Handler:     g.h3Handler(),
 				TLSConfig:   http3.ConfigureTLSConfig(outer),
 				IdleTimeout: 120 * time.Second,
-				QUICConfig:  &quic.Config{Allow0RTT: false, MaxIdleTimeout: 120 * time.Second},
-				ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context { return withConnInfo(withListener(ctx, idx)) },
+				QUICConfig: &quic.Config{Allow0RTT: false, MaxIdleTimeout: 120 * time.Second,
+					MaxIncomingStreams: int64(cfg.Limits.Streams.MaxConcurrent)},
+				ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
+					return quicConnContext(withListener(ctx, idx), c)
+				},
 			}
 			servers = append(servers, h3)
 			serveFns = append(serveFns, func() error { return h3.Serve(udp) })
@@ -434,6 +444,9 @@ func (g *Gateway) reloadLocked() error {
 	old := g.cur.Load()
 	if !reflect.DeepEqual(cfg.Listen, old.cfg.Listen) || cfg.Admin != old.cfg.Admin || cfg.State != old.cfg.State {
 		return errors.New("listen, admin and state changes need a restart")
+	}
+	if cfg.Limits.Streams.MaxConcurrent != old.cfg.Limits.Streams.MaxConcurrent {
+		return errors.New("limits.streams.max_concurrent changes need a restart")
 	}
 	s, err := g.build(context.Background(), cfg)
 	if err != nil {

@@ -116,6 +116,11 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, res *resource, 
 // panicking with [http.ErrAbortHandler], and that request must leave the
 // registry and be recorded like any other.
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s *snapshot, res *resource, in *enforcement.Input, seq uint64, rec *audit.Record) {
+	adm, ok := g.admit(w, r, s, rec)
+	if !ok {
+		return
+	}
+	defer adm.release()
 	decided := rec.Time.Add(rec.DecisionLatency)
 	r = g.withUpstreamIdentity(r, res, in, rec.RequestID)
 	r, live := g.live.track(r, res, in, seq, rec.RequestID)
@@ -136,6 +141,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s *snapshot, r
 		rec.UpstreamLatency = end.Sub(decided)
 		rec.Total = end.Sub(rec.Time)
 		g.metrics.upstream(res.name, rec.UpstreamLatency)
+		adm.finish(w, r, rec)
 		g.audit.Write(rec)
 	}()
 	if isConnectWebsocket(r) {

@@ -148,6 +148,9 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*snapshot, error) {
 			target = "http://" + echoHost // dialed by dialEcho
 		}
 		onErr := func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, errBodyTimeout) {
+				return // the handler answers 408 (see admission.finish)
+			}
 			if e := liveFrom(r.Context()); e != nil {
 				if d, closed := e.closedBy(); closed {
 					// Closed by re-evaluation before the response began:

@@ -323,8 +323,12 @@ func TestEdgeHostAndPath(t *testing.T) {
 				"localhost..:" + port, "localhost%2e:" + port, "localhost:99999"} {
 				r := s.send(t, rawRequest{method: "GET", authority: auth, path: "/public/x", sni: "localhost"})
 				// Go's HTTP/1.1 server refuses a Host with '"' or a space
-				// itself, with a plain-text 400.
-				if r.status != 400 || r.reason() != "request.invalid_host" && !(s.name == "HTTP/1.1" && strings.Contains(auth, `"`)) {
+				// itself, with a plain-text 400, and x/net's HTTP/2 server
+				// (which the gateway runs for its reset-stream limit) such
+				// an :authority with RST_STREAM PROTOCOL_ERROR.
+				refusedBelow := strings.Contains(auth, `"`) && (s.name == "HTTP/1.1" && r.status == 400 ||
+					s.name == "HTTP/2" && r.status == -1 && r.body == "RST_STREAM PROTOCOL_ERROR")
+				if !refusedBelow && (r.status != 400 || r.reason() != "request.invalid_host") {
 					t.Errorf("authority %q: %d %s, want 400 request.invalid_host", auth, r.status, r.body)
 				}
 			}
