@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
@@ -622,4 +625,98 @@ func rejections(g *Gateway, reason string) float64 {
 	var m dto.Metric
 	g.limiter.rejections.WithLabelValues(reason).Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+func (e *limitsEnv) h3Client(t *testing.T) *http.Client {
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: e.roots, ServerName: "localhost", NextProtos: []string{http3.NextProtoH3}}}
+	t.Cleanup(func() { tr.Close() })
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+}
+
+// TestBodyTimeoutH3 is TestBodyTimeout over HTTP/3: a body that stops
+// after its first byte gets 408, and one record says why.
+func TestBodyTimeoutH3(t *testing.T) {
+	for _, path := range []string{"/upload", "/.portcullis/feeds/uem"} {
+		t.Run(path, func(t *testing.T) {
+			e := startLimitsEnv(t, "  body: {idle_timeout: 1s, min_rate_grace: 1s, system_timeout: 1s}")
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			go pw.Write([]byte("{"))
+			req, _ := http.NewRequest("POST", "https://"+e.h3addr+path, pr)
+			req.ContentLength = 100000
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := e.h3Client(t).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestTimeout {
+				t.Fatalf("status = %d, want 408", resp.StatusCode)
+			}
+			if path != "/upload" {
+				return
+			}
+			recs := e.records(t)
+			if len(recs) != 1 || !strings.Contains(recs[0], `"reason":"client.body_timeout"`) || !strings.Contains(recs[0], `"status":408`) {
+				t.Errorf("records = %q, want one with client.body_timeout and 408", recs)
+			}
+		})
+	}
+}
+
+// TestRapidResetH3 cancels HTTP/3 requests while they are being
+// proxied: past limits.streams.max_resets the gateway closes the QUIC
+// connection with H3_EXCESSIVE_LOAD, which a request still open on it
+// sees.
+func TestRapidResetH3(t *testing.T) {
+	const maxResets = 5
+	e := startLimitsEnv(t, fmt.Sprintf("  streams: {max_resets: %d, reset_window: 1h}", maxResets))
+	c := e.h3Client(t)
+	held := make(chan error, 1)
+	go func() {
+		resp, err := c.Get("https://" + e.h3addr + "/hold")
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		held <- err
+	}()
+	waitFor(t, "the held request", func() bool { return e.up.cur.Load() == 1 })
+	for i := range 4 * maxResets { // bounded: the connection must close long before
+		ctx, cancel := context.WithCancel(context.Background())
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequestWithContext(ctx, "POST", "https://"+e.h3addr+"/hold", pr)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			resp, err := c.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+		}()
+		waitFor(t, "the request to reach the upstream", func() bool { return e.up.total.Load() == int64(i+2) })
+		cancel()
+		<-done
+		pw.Close()
+		if i+1 <= maxResets {
+			select {
+			case err := <-held:
+				t.Fatalf("connection closed after %d resets, before the limit of %d: %v", i+1, maxResets, err)
+			default:
+			}
+			continue
+		}
+		select {
+		case err := <-held:
+			var ae *quic.ApplicationError
+			if !errors.As(err, &ae) || ae.ErrorCode != quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad) {
+				t.Fatalf("the held request ended with %v, want H3_EXCESSIVE_LOAD", err)
+			}
+			return
+		case <-time.After(20 * time.Second): // a bound, not an expectation
+			t.Fatalf("connection still open after %d resets", i+1)
+		}
+	}
+	t.Fatal("connection never closed")
 }
