@@ -59,6 +59,20 @@ func (u *countingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer u.cur.Add(-1)
 	for p := u.peak.Load(); n > p && !u.peak.CompareAndSwap(p, n); p = u.peak.Load() {
 	}
+	if r.URL.Path == "/sse" {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; ; i++ {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			http.NewResponseController(w).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-u.release:
+				return
+			case <-time.After(10 * time.Millisecond): // the stream's pace
+			}
+		}
+	}
 	// The body first: net/http notices a client gone only once the
 	// body has been read.
 	if _, err := io.Copy(io.Discard, r.Body); err != nil {
@@ -719,4 +733,39 @@ func TestRapidResetH3(t *testing.T) {
 		}
 	}
 	t.Fatal("connection never closed")
+}
+
+// TestStreamReleasesItsSlot opens an event stream, which holds its
+// upstream slot while it lives, and ends it from the client: the proxy's
+// copy fails and it panics with http.ErrAbortHandler, and the slot is
+// still given back, over HTTP/1.1 and HTTP/2.
+func TestStreamReleasesItsSlot(t *testing.T) {
+	for _, proto := range []string{"http/1.1", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			e := startLimitsEnv(t, "  upstream: {per_ip: 1}")
+			tr := &http.Transport{TLSClientConfig: e.tlsConfig(proto), ForceAttemptHTTP2: proto == "h2"}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+			for i := range 3 { // each stream must free the only slot for the next
+				resp, err := c.Get("https://" + e.addr + "/sse")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.StatusCode != 200 {
+					t.Fatalf("stream %d: status %d, want 200", i, resp.StatusCode)
+				}
+				if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+					t.Fatal(err)
+				}
+				if n := e.g.limiter.ipCount("127.0.0.1"); n != 1 {
+					t.Errorf("an open stream holds %d slots, want 1", n)
+				}
+				resp.Body.Close()
+				if proto == "http/1.1" {
+					tr.CloseIdleConnections()
+				}
+				waitFor(t, "the slot to be released", func() bool { return e.g.limiter.ipCount("127.0.0.1") == 0 })
+			}
+		})
+	}
 }
