@@ -245,7 +245,7 @@ type h2Client struct {
 	mu     sync.Mutex // guards writes
 	hbuf   bytes.Buffer
 	enc    *hpack.Encoder
-	frames chan http2.Frame // everything the server sends; closed at EOF
+	frames chan frameInfo // everything the server sends; closed at EOF
 }
 
 func dialH2(t *testing.T, e *limitsEnv) *h2Client {
@@ -258,7 +258,7 @@ func dialH2(t *testing.T, e *limitsEnv) *h2Client {
 	if c.ConnectionState().NegotiatedProtocol != "h2" {
 		t.Fatalf("negotiated %q, want h2", c.ConnectionState().NegotiatedProtocol)
 	}
-	h := &h2Client{t: t, c: c, frames: make(chan http2.Frame, 1024)}
+	h := &h2Client{t: t, c: c, frames: make(chan frameInfo, 1024)}
 	h.fr = http2.NewFramer(c, bufio.NewReader(c))
 	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	h.enc = hpack.NewEncoder(&h.hbuf)
@@ -280,7 +280,7 @@ func dialH2(t *testing.T, e *limitsEnv) *h2Client {
 				h.fr.WriteSettingsAck()
 				h.mu.Unlock()
 			}
-			h.frames <- f
+			h.frames <- infoOf(f) // f is only valid until the next ReadFrame
 		}
 	}()
 	return h
@@ -306,12 +306,30 @@ func (h *h2Client) write(f func(*http2.Framer) error) error {
 	return f(h.fr)
 }
 
-// status returns the :status of a response HEADERS frame, or "".
-func status(f http2.Frame) string {
-	if m, ok := f.(*http2.MetaHeadersFrame); ok {
-		return m.PseudoValue("status")
+// frameInfo is what the tests need of a frame the server sent.
+type frameInfo struct {
+	http2.FrameHeader
+	status string        // a response HEADERS frame's :status
+	code   http2.ErrCode // of RST_STREAM and GOAWAY
+}
+
+func infoOf(f http2.Frame) frameInfo {
+	fi := frameInfo{FrameHeader: f.Header()}
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		fi.status = f.PseudoValue("status")
+	case *http2.RSTStreamFrame:
+		fi.code = f.ErrCode
+	case *http2.GoAwayFrame:
+		fi.code = f.ErrCode
 	}
-	return ""
+	return fi
+}
+
+// ends reports whether the frame ends its stream.
+func (f frameInfo) ends() bool {
+	return f.Type == http2.FrameRSTStream ||
+		(f.Type == http2.FrameHeaders || f.Type == http2.FrameData) && f.Flags.Has(http2.FlagDataEndStream)
 }
 
 // TestRapidResetGoAway opens streams and resets them at once (CVE-2023-44487):
@@ -322,24 +340,25 @@ func TestRapidResetGoAway(t *testing.T) {
 	const maxResets = 50
 	e := startLimitsEnv(t, fmt.Sprintf("  streams: {max_resets: %d, reset_window: 1h}", maxResets))
 	h := dialH2(t, e)
-	goaway := make(chan *http2.GoAwayFrame, 1)
+	goaway := make(chan frameInfo, 1)
 	go func() {
 		for f := range h.frames {
-			if ga, ok := f.(*http2.GoAwayFrame); ok {
+			if f.Type == http2.FrameGoAway {
 				select {
-				case goaway <- ga:
+				case goaway <- f:
 				default:
 				}
 			}
 		}
 	}()
 	const bound = 20000 // the probe's figure; the gateway must stop it long before
-	var got *http2.GoAwayFrame
+	var got *frameInfo
 	sent := 0
 send:
 	for i := range bound {
 		select {
-		case got = <-goaway:
+		case ga := <-goaway:
+			got = &ga
 			break send
 		default:
 		}
@@ -354,13 +373,14 @@ send:
 	}
 	if got == nil {
 		select {
-		case got = <-goaway:
+		case ga := <-goaway:
+			got = &ga
 		case <-time.After(10 * time.Second):
 			t.Fatalf("no GOAWAY after %d reset streams", sent)
 		}
 	}
-	if got.ErrCode != http2.ErrCodeEnhanceYourCalm {
-		t.Errorf("GOAWAY code = %v, want ENHANCE_YOUR_CALM", got.ErrCode)
+	if got.code != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("GOAWAY code = %v, want ENHANCE_YOUR_CALM", got.code)
 	}
 	recs := e.records(t)
 	if len(recs) > maxResets+1 {
@@ -409,14 +429,14 @@ func TestStreamsHeldOpen(t *testing.T) {
 						if !ok {
 							t.Fatal("connection closed")
 						}
-						switch f := f.(type) {
-						case *http2.MetaHeadersFrame:
-							if st := status(f); st != "429" {
-								t.Fatalf("stream %d: status %s, want 429", f.StreamID, st)
+						switch f.Type {
+						case http2.FrameHeaders:
+							if f.status != "429" {
+								t.Fatalf("stream %d: status %s, want 429", f.StreamID, f.status)
 							}
 							n429++
 							ended[f.StreamID] = true
-						case *http2.RSTStreamFrame:
+						case http2.FrameRSTStream:
 							ended[f.StreamID] = true
 						}
 						continue
@@ -532,15 +552,13 @@ func TestBodyTimeout(t *testing.T) {
 						if !ok {
 							t.Fatal("connection closed")
 						}
-						if f.Header().StreamID != 1 {
+						if f.StreamID != 1 {
 							continue
 						}
-						if s := status(f); s != "" {
-							st = s
+						if f.status != "" {
+							st = f.status
 						}
-						typ := f.Header().Type
-						ended = typ == http2.FrameRSTStream ||
-							(typ == http2.FrameHeaders || typ == http2.FrameData) && f.Header().Flags.Has(http2.FlagDataEndStream)
+						ended = f.ends()
 					case <-timeout:
 						t.Fatal("no response")
 					}

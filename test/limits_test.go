@@ -38,7 +38,7 @@ type rawH2 struct {
 	fr     *http2.Framer
 	hbuf   bytes.Buffer
 	enc    *hpack.Encoder
-	frames chan http2.Frame // what the server sends; closed when it hangs up
+	frames chan frameInfo // what the server sends; closed when it hangs up
 }
 
 func (e *env) dialRawH2() *rawH2 {
@@ -49,7 +49,7 @@ func (e *env) dialRawH2() *rawH2 {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { c.Close() })
-	h := &rawH2{c: c, frames: make(chan http2.Frame, 4096)}
+	h := &rawH2{c: c, frames: make(chan frameInfo, 4096)}
 	h.fr = http2.NewFramer(c, bufio.NewReader(c))
 	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	h.enc = hpack.NewEncoder(&h.hbuf)
@@ -63,12 +63,30 @@ func (e *env) dialRawH2() *rawH2 {
 				return
 			}
 			select {
-			case h.frames <- f:
+			case h.frames <- infoOf(f): // f is only valid until the next ReadFrame
 			default: // a test that stops reading must not stall the connection
 			}
 		}
 	}()
 	return h
+}
+
+// frameInfo is what the tests need of a frame the server sent.
+type frameInfo struct {
+	http2.FrameHeader
+	status string        // a response HEADERS frame's :status
+	code   http2.ErrCode // of GOAWAY
+}
+
+func infoOf(f http2.Frame) frameInfo {
+	fi := frameInfo{FrameHeader: f.Header()}
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		fi.status = f.PseudoValue("status")
+	case *http2.GoAwayFrame:
+		fi.code = f.ErrCode
+	}
+	return fi
 }
 
 // request writes one request's HEADERS frame. Only the test goroutine
@@ -138,7 +156,7 @@ func TestLimitsRapidReset(t *testing.T) {
 		}
 		sent++
 	}
-	var ga *http2.GoAwayFrame
+	var ga *frameInfo
 	timeout := time.After(20 * time.Second) // a bound, not an expectation
 	for ga == nil {
 		select {
@@ -146,13 +164,15 @@ func TestLimitsRapidReset(t *testing.T) {
 			if !ok {
 				t.Fatalf("connection closed without GOAWAY after %d reset streams", sent)
 			}
-			ga, _ = f.(*http2.GoAwayFrame)
+			if f.Type == http2.FrameGoAway {
+				ga = &f
+			}
 		case <-timeout:
 			t.Fatalf("no GOAWAY after %d reset streams", sent)
 		}
 	}
-	if ga.ErrCode != http2.ErrCodeEnhanceYourCalm {
-		t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM", ga.ErrCode)
+	if ga.code != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM", ga.code)
 	}
 	g.waitLog("ending a connection that reset too many streams")
 	if got := g.metric(`portcullis_limit_rejections_total{reason="client.rapid_reset"}`); got != "1" {
@@ -189,14 +209,14 @@ func TestLimitsHeldStreams(t *testing.T) {
 			if !ok {
 				t.Fatal("connection closed")
 			}
-			switch f := f.(type) {
-			case *http2.MetaHeadersFrame:
-				if st := f.PseudoValue("status"); st != "429" {
-					t.Fatalf("stream %d answered %s while 10 were held", f.StreamID, st)
+			switch f.Type {
+			case http2.FrameHeaders:
+				if f.status != "429" {
+					t.Fatalf("stream %d answered %s while 10 were held", f.StreamID, f.status)
 				}
 				n429++
 				ended[f.StreamID] = true
-			case *http2.RSTStreamFrame:
+			case http2.FrameRSTStream:
 				ended[f.StreamID] = true
 			}
 		case <-timeout:
