@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -75,17 +77,40 @@ func (g *Gateway) configureHTTP2(srv *http.Server, lim *LimitsConfig) error {
 
 // h3Handler is the handler of the HTTP/3 listeners: the gateway, with
 // every request the client cancelled before it was answered counted as a
-// reset stream. (QUIC hides the frames; a cancelled request's context is
-// done before its handler returns.)
+// reset stream. QUIC hides the frames; a cancelled request shows as a
+// done context (the client stopped reading: STOP_SENDING) or a body
+// read that failed with the client's RESET_STREAM, whichever the handler
+// sees first.
 func (g *Gateway) h3Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body *resetWatchBody
+		if r.Body != nil && r.Body != http.NoBody {
+			body = &resetWatchBody{ReadCloser: r.Body}
+			r.Body = body
+		}
 		defer func() {
-			if r.Context().Err() != nil {
+			if r.Context().Err() != nil || body != nil && body.reset.Load() {
 				g.streamReset(connLimitsFrom(r.Context()), r.RemoteAddr)
 			}
 		}()
 		g.ServeHTTP(w, r)
 	})
+}
+
+// resetWatchBody is an HTTP/3 request body that notes whether the client
+// reset the stream while it was read.
+type resetWatchBody struct {
+	io.ReadCloser
+	reset atomic.Bool
+}
+
+func (b *resetWatchBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var se *quic.StreamError
+	if err != nil && errors.As(err, &se) && se.Remote {
+		b.reset.Store(true)
+	}
+	return n, err
 }
 
 // resetCountingConn is an HTTP/2 connection as its server reads it: the
