@@ -185,19 +185,92 @@ func (g *Gateway) setAddr(name, addr string) {
 func (g *Gateway) Run(ctx context.Context) error {
 	defer g.store.Close()
 	s := g.cur.Load()
-	cfg := s.cfg
 	g.runCtx = ctx
 	g.startSnapshot(s)
 
-	type server interface{ Shutdown(context.Context) error }
-	var servers []server
-	var serveFns []func() error
-	var closers []io.Closer
-	fail := func(err error) error {
-		for _, c := range closers {
-			c.Close()
-		}
+	// Listen: open every listener before serving on any, so a port that
+	// is taken fails the start, not a later reload.
+	ls, err := g.listen(s.cfg)
+	if err != nil {
 		return err
+	}
+	eg, egCtx := errgroup.WithContext(ctx)
+	// Serve, and run what lives as long as the servers.
+	ls.serve(eg)
+	eg.Go(func() error { return g.audit.Run(egCtx) })
+	if g.console != nil {
+		eg.Go(func() error { return g.console.Run(egCtx) })
+	}
+	eg.Go(func() error { return g.runStore(egCtx) })
+	eg.Go(func() error { g.watchConfig(egCtx); return nil })
+	// Keep deciding: re-evaluate live requests as feeds change state.
+	changes, unsubscribe := g.store.Subscribe(4096)
+	re := g.reevaluator(changes)
+	eg.Go(func() error { defer unsubscribe(); return re.Run(egCtx) })
+	// Drain when the context ends or any part fails.
+	eg.Go(func() error {
+		<-egCtx.Done()
+		g.ready.Store(false)
+		ls.shutdown(g.shutdown)
+		g.log.Info("stopped")
+		return nil
+	})
+	g.ready.Store(true)
+	g.log.Info("serving", "listeners", g.listenerAddrs())
+	if g.onReady != nil {
+		g.onReady(g)
+	}
+	err = eg.Wait()
+	g.cleanup()
+	return err
+}
+
+// listeners is every server the gateway runs, opened and not yet serving.
+type listeners struct {
+	servers  []interface{ Shutdown(context.Context) error }
+	serveFns []func() error
+	closers  []io.Closer
+}
+
+// serve runs every server in eg. A server that stops because it was shut
+// down is no failure.
+func (ls *listeners) serve(eg *errgroup.Group) {
+	for _, fn := range ls.serveFns {
+		eg.Go(func() error {
+			if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+}
+
+// shutdown drains every server at once, giving in-flight requests up to
+// grace, then closes the listeners.
+func (ls *listeners) shutdown(grace time.Duration) {
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range ls.servers {
+		wg.Go(func() { _ = srv.Shutdown(sctx) })
+	}
+	wg.Wait()
+	ls.close()
+}
+
+func (ls *listeners) close() {
+	for _, c := range ls.closers {
+		c.Close()
+	}
+}
+
+// listen opens the HTTPS (TCP and QUIC), redirect and admin listeners of
+// cfg and builds their servers. On an error it closes what it opened.
+func (g *Gateway) listen(cfg *Config) (*listeners, error) {
+	ls := &listeners{}
+	fail := func(err error) (*listeners, error) {
+		ls.close()
+		return nil, err
 	}
 	errLog := log.New(io.Discard, "", 0)
 	httpsPort := ""
@@ -219,7 +292,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			if err != nil {
 				return fail(fmt.Errorf("listen[%d]: %w", i, err))
 			}
-			closers = append(closers, ln)
+			ls.closers = append(ls.closers, ln)
 			g.setAddr(fmt.Sprintf("https%d", i), ln.Addr().String())
 			if httpsPort == "" {
 				_, httpsPort, _ = net.SplitHostPort(ln.Addr().String())
@@ -241,15 +314,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 					return fail(fmt.Errorf("listen[%d]: %w", i, err))
 				}
 			}
-			servers = append(servers, srv)
-			serveFns = append(serveFns, func() error { return srv.ServeTLS(ln, "", "") })
+			ls.servers = append(ls.servers, srv)
+			ls.serveFns = append(ls.serveFns, func() error { return srv.ServeTLS(ln, "", "") })
 		}
 		if hasProto(l.Protocols, ProtoH3) {
 			udp, err := net.ListenPacket("udp", l.Address)
 			if err != nil {
 				return fail(fmt.Errorf("listen[%d] (udp): %w", i, err))
 			}
-			closers = append(closers, udp)
+			ls.closers = append(ls.closers, udp)
 			g.setAddr(fmt.Sprintf("h3_%d", i), udp.LocalAddr().String())
 			h3 := &http3.Server{
 				Handler:     g.h3Handler(),
@@ -261,8 +334,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 					return quicConnContext(withListener(ctx, idx), c)
 				},
 			}
-			servers = append(servers, h3)
-			serveFns = append(serveFns, func() error { return h3.Serve(udp) })
+			ls.servers = append(ls.servers, h3)
+			ls.serveFns = append(ls.serveFns, func() error { return h3.Serve(udp) })
 		}
 	}
 	for i := range cfg.Listen {
@@ -274,7 +347,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err != nil {
 			return fail(fmt.Errorf("listen[%d]: %w", i, err))
 		}
-		closers = append(closers, ln)
+		ls.closers = append(ls.closers, ln)
 		g.setAddr(fmt.Sprintf("redirect%d", i), ln.Addr().String())
 		port := httpsPort
 		if l.RedirectPort != 0 {
@@ -287,38 +360,28 @@ func (g *Gateway) Run(ctx context.Context) error {
 			g.cur.Load().server.HTTPChallengeHandler(redirect).ServeHTTP(w, r)
 		})
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-		servers = append(servers, srv)
-		serveFns = append(serveFns, func() error { return srv.Serve(ln) })
+		ls.servers = append(ls.servers, srv)
+		ls.serveFns = append(ls.serveFns, func() error { return srv.Serve(ln) })
 	}
 	if cfg.Admin.Listen != "off" {
 		ln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
 			return fail(fmt.Errorf("admin.listen: %w", err))
 		}
-		closers = append(closers, ln)
+		ls.closers = append(ls.closers, ln)
 		g.setAddr("admin", ln.Addr().String())
 		srv := &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-		servers = append(servers, srv)
-		serveFns = append(serveFns, func() error { return srv.Serve(ln) })
+		ls.servers = append(ls.servers, srv)
+		ls.serveFns = append(ls.serveFns, func() error { return srv.Serve(ln) })
 	}
 
-	eg, egCtx := errgroup.WithContext(ctx)
-	for _, fn := range serveFns {
-		eg.Go(func() error {
-			if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			return nil
-		})
-	}
-	eg.Go(func() error { return g.audit.Run(egCtx) })
-	if g.console != nil {
-		eg.Go(func() error { return g.console.Run(egCtx) })
-	}
-	eg.Go(func() error { return g.runStore(egCtx) })
-	eg.Go(func() error { g.watchConfig(egCtx); return nil })
-	changes, unsubscribe := g.store.Subscribe(4096)
-	re := &enforcement.Reevaluator{Registry: g.live, State: g.store, Changes: changes,
+	return ls, nil
+}
+
+// reevaluator builds the re-evaluator of live requests over the store's
+// changes.
+func (g *Gateway) reevaluator(changes <-chan posture.Change) *enforcement.Reevaluator {
+	return &enforcement.Reevaluator{Registry: g.live, State: g.store, Changes: changes,
 		// Live requests are re-decided under the running configuration's
 		// policies, so a reload that tightens one closes what it no
 		// longer allows at the next sweep (within a second).
@@ -334,30 +397,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 				"method", t.Request.Method, "host", t.Request.Host, "path", t.Request.Path)
 		},
 		OnSweep: func(int) { g.metrics.reevalSweeps.Inc() }}
-	eg.Go(func() error { defer unsubscribe(); return re.Run(egCtx) })
-	eg.Go(func() error {
-		<-egCtx.Done()
-		g.ready.Store(false)
-		sctx, cancel := context.WithTimeout(context.Background(), g.shutdown)
-		defer cancel()
-		var wg sync.WaitGroup
-		for _, srv := range servers {
-			wg.Add(1)
-			go func() { defer wg.Done(); _ = srv.Shutdown(sctx) }()
-		}
-		wg.Wait()
-		for _, c := range closers {
-			c.Close()
-		}
-		g.log.Info("stopped")
-		return nil
-	})
-	g.ready.Store(true)
-	g.log.Info("serving", "listeners", g.listenerAddrs())
-	if g.onReady != nil {
-		g.onReady(g)
-	}
-	err := eg.Wait()
+}
+
+// cleanup stops what outlives the servers: the last snapshot's
+// background work, the identity providers' state, the demo upstream.
+func (g *Gateway) cleanup() {
 	if cur := g.cur.Load(); cur != nil {
 		cur.stop()
 	}
@@ -367,7 +411,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.echoLn != nil {
 		g.echoLn.Close()
 	}
-	return err
 }
 
 func (g *Gateway) listenerAddrs() map[string]string {
