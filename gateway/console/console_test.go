@@ -402,6 +402,12 @@ func TestActionRefusals(t *testing.T) {
 	tc := newTestConsole(t)
 	ck, csrf := tc.signIn(t)
 	_, otherCSRF := tc.signIn(t)
+	// A token one character off (never equal to the real one, whatever
+	// its first character is).
+	wrong := "x" + csrf[1:]
+	if csrf[0] == 'x' {
+		wrong = "y" + csrf[1:]
+	}
 	form := func(token string) url.Values {
 		return url.Values{"csrf": {token}, "ca": {"corp"}, "id": {"dev-good"}}
 	}
@@ -414,7 +420,7 @@ func TestActionRefusals(t *testing.T) {
 	}{
 		{"no session", nil, form(csrf), nil, 401},
 		{"no csrf token", ck, url.Values{"ca": {"corp"}, "id": {"dev-good"}}, nil, 403},
-		{"wrong csrf token", ck, form("x" + csrf[1:]), nil, 403},
+		{"wrong csrf token", ck, form(wrong), nil, 403},
 		{"another session's token", ck, form(otherCSRF), nil, 403},
 		{"cross-site", ck, form(csrf), map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
 		{"same-site", ck, form(csrf), map[string]string{"Sec-Fetch-Site": "same-site"}, 403},
