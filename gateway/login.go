@@ -30,6 +30,7 @@ func (g *Gateway) buildLogins(ctx context.Context, cfg *Config, s *snapshot) err
 		StateDir: cfg.State.Dir.String(),
 		Hosts:    hosts,
 		Ports:    g.servesPort,
+		Replay:   g.replay(),
 	})
 	if err != nil {
 		return err

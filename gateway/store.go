@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 
+	"portcullis/identity"
 	"portcullis/internal/conf"
 	"portcullis/posture"
 	redisstore "portcullis/posture/redis"
@@ -51,4 +52,14 @@ func (g *Gateway) storeStatus() (bool, any) {
 	st := g.shared.Status()
 	return st.Loaded, map[string]any{"kind": "redis", "state": st.State, "loaded": st.Loaded,
 		"since": st.Since, "rev": st.Rev, "error": st.Err}
+}
+
+// replay is the replay cache of SAML assertion ids and OIDC logout token
+// ids that the replicas share, or nil (one gateway: identity keeps its
+// own).
+func (g *Gateway) replay() identity.Replay {
+	if g.shared == nil {
+		return nil
+	}
+	return g.shared
 }

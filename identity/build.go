@@ -42,9 +42,22 @@ type Options struct {
 	// Ports reports whether the gateway serves a port: a return URL may
 	// name only those, its provider's callback or root port, or none.
 	Ports func(port int) bool
+	// Replay, if set, remembers SAML assertion ids and OIDC logout token
+	// ids where every replica sees them (the shared store). Nil: a file
+	// in StateDir for SAML and a table in memory for OIDC, enough for one
+	// gateway.
+	Replay Replay
 	// SAMLTimeout bounds each SAML IdP's first metadata fetch (default
 	// 15 s); a failed fetch is retried on use.
 	SAMLTimeout time.Duration
+}
+
+// A Replay remembers one-time ids until they expire: it is how an
+// assertion or a logout token is accepted once. Seen records key until
+// expires (now is the caller's clock) and reports whether it was already
+// recorded and still live; an error refuses the login or logout.
+type Replay interface {
+	Seen(ctx context.Context, key string, expires, now time.Time) (bool, error)
 }
 
 // Set is the identity providers of one configuration. It does not
@@ -110,6 +123,7 @@ func (set *Set) addOIDC(cfg Config, keys [][]byte, opts Options) error {
 		Hosts:       opts.Hosts,
 		Ports:       opts.Ports,
 		Handoffs:    opts.State.handoffs,
+		Replay:      opts.Replay,
 	})
 	if err != nil {
 		return err
@@ -127,7 +141,7 @@ func (set *Set) addSAML(ctx context.Context, cfg Config, keys [][]byte, opts Opt
 	if err := saml.ValidateAll(cfg.SAML); err != nil {
 		return conf.AtKey("saml", err)
 	}
-	replay, tracker, metrics, err := opts.State.samlParts(opts.StateDir)
+	replay, tracker, metrics, err := opts.State.samlParts(opts.StateDir, opts.Replay)
 	if err != nil {
 		return err
 	}

@@ -34,23 +34,28 @@ func NewState(reg prometheus.Registerer) *State {
 }
 
 // samlParts returns the SAML replay cache, tracker and metrics, creating
-// them on first use with the replay cache in stateDir.
-func (st *State) samlParts(stateDir string) (*saml.ReplayCache, *saml.Tracker, *saml.Metrics, error) {
+// them on first use. The replay cache is shared when given (replicas),
+// else a file in stateDir.
+func (st *State) samlParts(stateDir string, shared Replay) (saml.Replay, *saml.Tracker, *saml.Metrics, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.replay != nil {
-		return st.replay, st.tracker, st.metrics, nil
+	if st.metrics == nil {
+		m, err := saml.NewMetrics(st.reg)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		st.tracker, st.metrics = saml.NewTracker(), m
 	}
-	replay, err := saml.OpenReplayCache(stateDir)
-	if err != nil {
-		return nil, nil, nil, err
+	if shared != nil {
+		return shared, st.tracker, st.metrics, nil
 	}
-	m, err := saml.NewMetrics(st.reg)
-	if err != nil {
-		replay.Close()
-		return nil, nil, nil, err
+	if st.replay == nil {
+		replay, err := saml.OpenReplayCache(stateDir)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		st.replay = replay
 	}
-	st.replay, st.tracker, st.metrics = replay, saml.NewTracker(), m
 	return st.replay, st.tracker, st.metrics, nil
 }
 

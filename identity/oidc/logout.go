@@ -188,7 +188,11 @@ func (m *Manager) backchannel(ctx context.Context, raw string) (int, error) {
 	if exp.IsZero() || exp.Sub(now) > time.Hour {
 		exp = now.Add(time.Hour)
 	}
-	if m.jtis.seen(p.cfg.Name+"\x00"+lt.TokenID, exp, now) {
+	seen, err := m.jtis.Seen(ctx, "oidc:"+p.cfg.Name+"\x00"+lt.TokenID, exp, now)
+	if err != nil {
+		return 0, fmt.Errorf("replay cache: %w", err)
+	}
+	if seen {
 		return 0, errors.New("logout_token replayed")
 	}
 	var revs []posture.Revocation

@@ -55,6 +55,10 @@ type Options struct {
 	// at [flow.HandoffPath] by whoever mounts the endpoints. Nil: a new
 	// table.
 	Handoffs *flow.Handoffs
+	// Replay remembers back-channel logout token ids until they expire.
+	// Nil: a table in memory, which is enough for one gateway; replicas
+	// pass the store they share, so a token used on one is refused on all.
+	Replay Replay
 	// Transport, if set, carries requests to the providers (tests).
 	Transport http.RoundTripper
 	// Now is the clock (default time.Now).
@@ -72,13 +76,25 @@ type Manager struct {
 	byIssuer  map[string]*Provider
 	handoffs  *flow.Handoffs
 	sids      sidIndex
-	jtis      jtiCache
+	jtis      Replay
+}
+
+// A Replay remembers one-time ids (here: logout token ids).
+type Replay interface {
+	// Seen records key as used until expires (now is the caller's
+	// clock) and reports whether it was already recorded and still live.
+	// An error means it could not answer: the token is refused.
+	Seen(ctx context.Context, key string, expires, now time.Time) (bool, error)
 }
 
 // New builds the relying parties. It reads the client secrets; it makes
 // no network request (discovery happens on first use).
 func New(cfgs []ProviderConfig, opts Options) (*Manager, error) {
-	m := &Manager{log: opts.Logger, store: opts.Store, now: opts.Now, providers: map[string]*Provider{}, byIssuer: map[string]*Provider{}}
+	m := &Manager{log: opts.Logger, store: opts.Store, now: opts.Now, providers: map[string]*Provider{}, byIssuer: map[string]*Provider{},
+		jtis: opts.Replay}
+	if m.jtis == nil {
+		m.jtis = &jtiCache{}
+	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -204,8 +220,8 @@ type jtiCache struct {
 	m  map[string]time.Time
 }
 
-// seen records jti and reports whether it was already there.
-func (c *jtiCache) seen(jti string, exp, now time.Time) bool {
+// Seen implements [Replay]; it never fails.
+func (c *jtiCache) Seen(_ context.Context, jti string, exp, now time.Time) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
@@ -219,8 +235,8 @@ func (c *jtiCache) seen(jti string, exp, now time.Time) bool {
 		}
 	}
 	if e, ok := c.m[jti]; ok && !now.After(e) {
-		return true
+		return true, nil
 	}
 	c.m[jti] = exp
-	return false
+	return false, nil
 }

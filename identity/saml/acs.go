@@ -2,6 +2,7 @@ package saml
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -101,13 +102,13 @@ func (sp *SP) ConsumeResponse(r *http.Request, w http.ResponseWriter) (login *Lo
 		return nil, reject(ReasonMalformed, "no SAMLResponse")
 	}
 	binding, _ := session.CookieValue(r.Header, BindingCookie)
-	return sp.verify(raw, r.PostForm.Get("RelayState"), binding)
+	return sp.verify(r.Context(), raw, r.PostForm.Get("RelayState"), binding)
 }
 
 // verify runs every check on a base64 SAMLResponse; binding is the
 // browser's binding cookie. It never panics: a library panic is a
 // malformed response.
-func (sp *SP) verify(raw, relayState, binding string) (login *Login, err error) {
+func (sp *SP) verify(ctx context.Context, raw, relayState, binding string) (login *Login, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			login, err = nil, reject(ReasonMalformed, "library panic: %v", p)
@@ -226,7 +227,7 @@ func (sp *SP) verify(raw, relayState, binding string) (login *Login, err error) 
 	if max := now.Add(24 * time.Hour); expires.After(max) {
 		return nil, reject(ReasonExpired, "assertion valid for more than 24h")
 	}
-	seen, err := sp.replay.Seen(sp.cfg.Name, a.ID, expires, now)
+	seen, err := sp.replay.Seen(ctx, ReplayKey(sp.idp, a.ID), expires, now)
 	if err != nil {
 		return nil, &Error{Reason: ReasonInternal, Err: fmt.Errorf("replay cache: %w", err)}
 	}

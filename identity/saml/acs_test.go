@@ -212,7 +212,7 @@ func TestReplayPersists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if seen, err := c.Seen("corp", "_a1", t0.Add(time.Minute), t0); seen || err != nil {
+	if seen, err := c.Seen(t.Context(), ReplayKey("saml:corp", "_a1"), t0.Add(time.Minute), t0); seen || err != nil {
 		t.Fatalf("first Seen = %v, %v", seen, err)
 	}
 	c.Close()
@@ -221,13 +221,13 @@ func TestReplayPersists(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if seen, _ := c.Seen("corp", "_a1", t0.Add(time.Minute), t0.Add(30*time.Second)); !seen {
+	if seen, _ := c.Seen(t.Context(), ReplayKey("saml:corp", "_a1"), t0.Add(time.Minute), t0.Add(30*time.Second)); !seen {
 		t.Error("not seen after reopening")
 	}
-	if seen, _ := c.Seen("corp", "_a1", t0.Add(3*time.Minute), t0.Add(2*time.Minute)); seen {
+	if seen, _ := c.Seen(t.Context(), ReplayKey("saml:corp", "_a1"), t0.Add(3*time.Minute), t0.Add(2*time.Minute)); seen {
 		t.Error("seen after its expiry")
 	}
-	if seen, _ := c.Seen("other", "_a1", t0.Add(time.Minute), t0); seen {
+	if seen, _ := c.Seen(t.Context(), ReplayKey("saml:other", "_a1"), t0.Add(time.Minute), t0); seen {
 		t.Error("ids are per provider")
 	}
 }

@@ -34,7 +34,7 @@ func BenchmarkACS(b *testing.B) {
 	for b.Loop() {
 		if i == pool { // every response used: forget them and start over
 			b.StopTimer()
-			f.sp.replay.Close()
+			f.sp.replay.(*ReplayCache).Close()
 			var err error
 			if f.sp.replay, err = OpenReplayCache(b.TempDir()); err != nil {
 				b.Fatal(err)

@@ -27,7 +27,7 @@ func FuzzACS(f *testing.F) {
 			return // the one good response (the first use succeeds)
 		}
 		b64 := base64.StdEncoding.EncodeToString(doc)
-		if login, err := fx.sp.verify(b64, "", binding); err == nil {
+		if login, err := fx.sp.verify(t.Context(), b64, "", binding); err == nil {
 			t.Fatalf("accepted %q as %q", doc, login.Subject.UserID)
 		}
 		for _, body := range []string{url.Values{"SAMLResponse": {b64}}.Encode(), string(doc)} {

@@ -1,6 +1,7 @@
 package saml
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -24,6 +25,18 @@ const maxReplayEntries = 1 << 20
 // ErrReplayFull is returned when the replay cache holds too many live
 // entries to accept another.
 var ErrReplayFull = errors.New("saml replay cache is full")
+
+// A Replay remembers one-time ids (here: assertion ids) until they can no
+// longer be accepted. [ReplayCache] keeps them in a file for one gateway;
+// a store shared by replicas (state.redis) keeps them where every replica
+// sees them, so that an assertion used on one is refused on the others.
+type Replay interface {
+	// Seen records key as used until expires (now is the caller's
+	// clock) and reports whether it was already recorded and still live.
+	// An error means the cache could not answer: the caller refuses the
+	// login (fail closed).
+	Seen(ctx context.Context, key string, expires, now time.Time) (bool, error)
+}
 
 // ReplayCache remembers the ids of accepted assertions until they can no
 // longer be accepted, in a bbolt file, so that a restart does not reopen
@@ -54,21 +67,15 @@ func OpenReplayCache(dir string) (*ReplayCache, error) {
 // Close closes the file.
 func (c *ReplayCache) Close() error { return c.db.Close() }
 
-// replayKey hashes the provider and the assertion id, so keys have a fixed
-// size whatever the IdP sends.
-func replayKey(idp, id string) []byte {
-	h := sha256.New()
-	h.Write([]byte(idp))
-	h.Write([]byte{0})
-	h.Write([]byte(id))
-	return h.Sum(nil)
-}
+// ReplayKey is the replay cache key of an assertion id of the IdP named
+// idp ("saml:corp"): both, so that ids are per provider.
+func ReplayKey(idp, id string) string { return idp + "\x00" + id }
 
-// Seen records the assertion id of idp as used until expires, and
-// reports whether it was already recorded and still live at now. A
-// storage error is returned as such: the caller refuses the login.
-func (c *ReplayCache) Seen(idp, id string, expires, now time.Time) (bool, error) {
-	key := replayKey(idp, id)
+// Seen implements [Replay]. Keys are hashed, so entries have a fixed size
+// whatever the IdP sends. A storage error is returned as such.
+func (c *ReplayCache) Seen(_ context.Context, k string, expires, now time.Time) (bool, error) {
+	sum := sha256.Sum256([]byte(k))
+	key := sum[:]
 	var seen bool
 	err := c.db.Update(func(tx *bolt.Tx) error {
 		seen = false

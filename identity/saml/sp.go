@@ -36,8 +36,9 @@ type Options struct {
 	// Sessions seals the session cookies; one codec per SP, named
 	// [CookieName] (see NewCodec in package session).
 	Sessions *session.Codec
-	// Replay is the process-wide replay cache ([OpenReplayCache]).
-	Replay *ReplayCache
+	// Replay is the process-wide replay cache: [OpenReplayCache], or the
+	// store the replicas share.
+	Replay Replay
 	// Tracker holds logins in progress ([NewTracker]); share it across
 	// reloads.
 	Tracker *Tracker
@@ -82,7 +83,7 @@ type SP struct {
 	meta       metadataSource
 	lastTry    atomic.Int64 // unix nanos of the last metadata fetch attempt
 	codec      *session.Codec
-	replay     *ReplayCache
+	replay     Replay
 	tracker    *Tracker
 	revoker    Revoker
 	returns    *flow.Returns

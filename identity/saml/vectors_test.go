@@ -124,7 +124,7 @@ func TestCrewjamVectors(t *testing.T) {
 				}
 				body = base64.StdEncoding.EncodeToString([]byte(v.edit(string(x))))
 			}
-			login, err := f.sp.verify(body, "", binding)
+			login, err := f.sp.verify(t.Context(), body, "", binding)
 			if v.accept {
 				if err != nil {
 					t.Fatalf("control refused: %v", err)

@@ -28,6 +28,7 @@ type Options struct {
 type keys struct {
 	generation, rev, stream                     string
 	devices, users, revocations, cursors, dedup string
+	replay                                      string
 }
 
 func newKeys(prefix string) keys {
@@ -40,6 +41,7 @@ func newKeys(prefix string) keys {
 		revocations: prefix + "revocations",
 		cursors:     prefix + "cursors",
 		dedup:       prefix + "seen:",
+		replay:      prefix + "replay:",
 	}
 }
 
