@@ -239,3 +239,68 @@ func TestReplicasRefuseReplays(t *testing.T) {
 		}
 	})
 }
+
+// TestReplicasCloseWebsocketsOnSignals: a risk event (Okta event hook),
+// a Universal Logout and an SSF session-revoked, each posted to replica 1
+// about one user, close that user's websockets on replicas 2 and 3, and
+// nobody else's.
+func TestReplicasCloseWebsocketsOnSignals(t *testing.T) {
+	sr := startSignalReplicas(t)
+	e, rs := sr.e, sr.rs
+	bobID, bobCert, bobKey := e.device(t, "bob.control@example.test")
+	rs[0].setCompliant(bobID, true)
+
+	signals := []struct {
+		name string
+		post func(user string) int
+	}{
+		{"okta risk high", func(user string) int {
+			code, _ := sr.send(t, rs[0], "/.portcullis/feeds/okta", "application/json", sr.oktaSecret,
+				oktaRisk(uuid4(), user, "LOW", "HIGH", time.Now()))
+			return code
+		}},
+		{"universal logout", func(user string) int {
+			code, _ := sr.send(t, rs[0], "/.portcullis/feeds/logout", "application/json", "Bearer "+sr.gtrTok,
+				fmt.Sprintf(`{"sub_id":{"format":"email","email":%q}}`, user))
+			return code
+		}},
+		{"ssf session revoked", func(user string) int {
+			return sr.pushSET(t, rs[0], sr.tx.set(t, replicaSSFAudience, map[string]any{"format": "email", "email": user},
+				caepSessionRevoked, map[string]any{"event_timestamp": time.Now().Unix()}))
+		}},
+	}
+	for i, sig := range signals {
+		t.Run(sig.name, func(t *testing.T) {
+			user := fmt.Sprintf("user%d@example.test", i)
+			id, cert, key := e.device(t, user)
+			rs[0].setCompliant(id, true)
+			for _, r := range rs[1:] {
+				r.waitStatus(t, cert, key, "/risky/x", 200)
+			}
+			target := []<-chan struct{}{
+				rs[1].openWSAt(t, cert, key, "/risky/ws"), rs[2].openWSAt(t, cert, key, "/risky/ws"),
+			}
+			control := []<-chan struct{}{
+				rs[1].openWSAt(t, bobCert, bobKey, "/risky/ws"), rs[2].openWSAt(t, bobCert, bobKey, "/risky/ws"),
+			}
+			start := time.Now()
+			if code := sig.post(user); code/100 != 2 {
+				t.Fatalf("signal on replica 1: %d", code)
+			}
+			took := waitAllClosed(t, start, sig.name, target...)
+			t.Logf("%s on replica 1 → last websocket closed on replicas 2 and 3: %v", sig.name, took)
+			for j, ch := range control {
+				select {
+				case <-ch:
+					t.Errorf("another user's websocket on replica %d was closed too", j+2)
+				default:
+				}
+			}
+			for _, r := range rs[1:] {
+				if got := r.statusOf(t, bobCert, bobKey, "/risky/x"); got != 200 {
+					t.Errorf("the other user on :%d: %d, want 200", r.port, got)
+				}
+			}
+		})
+	}
+}

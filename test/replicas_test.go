@@ -119,9 +119,15 @@ func replicaEnvs(t *testing.T, e *env, n int, addr string) []*env {
 // returns it with a channel closed when the gateway ends it.
 func (e *env) openWS(t *testing.T, cert, key string) <-chan struct{} {
 	t.Helper()
+	return e.openWSAt(t, cert, key, "/ws")
+}
+
+// openWSAt is openWS on another path.
+func (e *env) openWSAt(t *testing.T, cert, key, path string) <-chan struct{} {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ws, _, err := websocket.Dial(ctx, fmt.Sprintf("wss://localhost:%d/ws", e.port),
+	ws, _, err := websocket.Dial(ctx, fmt.Sprintf("wss://localhost:%d%s", e.port, path),
 		&websocket.DialOptions{HTTPClient: e.client(cert, key, false)})
 	if err != nil {
 		t.Fatal(err)
