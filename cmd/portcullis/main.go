@@ -38,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdPosture(rest, stdout, stderr)
 	case "revoke":
 		return cmdRevoke(rest, stdout, stderr)
+	case "store":
+		return cmdStore(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "portcullis", buildVersion())
 		return 0
@@ -63,6 +65,7 @@ commands:
   posture  set                      write a posture record into a stopped gateway's store
   revoke   --user U | --device CA/ID | --session S
                                     revoke through the admin API; live connections close
+  store    export|import            move the store's records between state.dir and Redis
   version                           print the version
 
 Run "portcullis <command> -h" for a command's flags.
