@@ -246,6 +246,7 @@ func TestDecide(t *testing.T) {
 var gatewayReasons = map[Reason]bool{
 	ReasonRouteNotFound:  true,
 	ReasonIdPUnavailable: true,
+	ReasonAdminClosed:    true,
 }
 
 // TestDecideReasons fails when a reason Decide can return has no case in

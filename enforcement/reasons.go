@@ -38,6 +38,9 @@ const (
 
 	ReasonRouteNotFound  Reason = "route.not_found" // gateway (and Decide with a nil policy)
 	ReasonIdPUnavailable Reason = "idp.unavailable" // gateway
+	// ReasonAdminClosed: an operator closed a live request from the admin
+	// console (rule "admin.console").
+	ReasonAdminClosed Reason = "admin.closed" // gateway
 )
 
 // reasonMessages holds one line per reason, addressed to the person who
@@ -74,6 +77,7 @@ var reasonMessages = map[Reason]string{
 
 	ReasonRouteNotFound:  "No resource is configured for this address.",
 	ReasonIdPUnavailable: "The sign-in service is unavailable; try again later.",
+	ReasonAdminClosed:    "An administrator closed this connection.",
 }
 
 // Message returns a one-line human explanation of r, for deny pages and
@@ -97,6 +101,6 @@ func Reasons() []Reason {
 		ReasonLoginRequired, ReasonUserUnknown, ReasonNotInGroup, ReasonRiskUnknown, ReasonRiskTooHigh,
 		ReasonSessionRevoked, ReasonMFARequired, ReasonReauthRequired,
 		ReasonExpressionDenied, ReasonExpressionError,
-		ReasonRouteNotFound, ReasonIdPUnavailable,
+		ReasonRouteNotFound, ReasonIdPUnavailable, ReasonAdminClosed,
 	}
 }

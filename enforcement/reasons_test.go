@@ -55,6 +55,7 @@ func TestReasonStrings(t *testing.T) {
 		ReasonExpressionError:         "policy.expression_error",
 		ReasonRouteNotFound:           "route.not_found",
 		ReasonIdPUnavailable:          "idp.unavailable",
+		ReasonAdminClosed:             "admin.closed",
 	}
 	for r, s := range want {
 		if string(r) != s {

@@ -12,9 +12,9 @@ import (
 	"portcullis/posture/feeds"
 )
 
-// reasonAdminClosed is the reason recorded for a live request an operator
-// closed from the console.
-const reasonAdminClosed enforcement.Reason = "admin.closed"
+// ruleAdminConsole is the rule of the record of a live request an
+// operator closed from the console (reason admin.closed).
+const ruleAdminConsole = "admin.console"
 
 // newConsole builds the admin console of cfg, or returns nil when it is
 // off.
@@ -68,9 +68,19 @@ func (c consoleSource) CloseLive(requestID string) bool {
 	if hit == nil {
 		return false
 	}
-	hit.close(enforcement.Decision{Verdict: enforcement.Deny, Reason: reasonAdminClosed, Rule: "console"})
-	c.g.metrics.reevalClosed.WithLabelValues(string(reasonAdminClosed)).Inc()
+	hit.close(enforcement.Decision{Verdict: enforcement.Deny, Reason: enforcement.ReasonAdminClosed, Rule: ruleAdminConsole})
+	c.g.metrics.reevalClosed.WithLabelValues(string(enforcement.ReasonAdminClosed)).Inc()
 	return true
+}
+
+// closedRule is the rule a decision record names for a live request
+// closed while it ran: the re-evaluation's rule, marked as such, or
+// admin.console for an operator's close.
+func closedRule(d enforcement.Decision) string {
+	if d.Reason == enforcement.ReasonAdminClosed {
+		return d.Rule
+	}
+	return "reevaluate:" + d.Rule
 }
 
 // Feeds implements [console.Gateway].

@@ -1,9 +1,15 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"os"
 	"testing"
 
 	"portcullis/gateway/console"
@@ -44,5 +50,56 @@ func BenchmarkServeHTTPDecisionStream(b *testing.B) {
 				cancel()
 			}
 		})
+	}
+}
+
+// TestConsoleCloseLive closes a live stream as an operator does from the
+// console: the stream ends, and its decision record says deny, reason
+// admin.closed, rule admin.console (not a re-evaluation's rule).
+func TestConsoleCloseLive(t *testing.T) {
+	up := streamUpstream(t)
+	fx := newFixture(t, up.URL, "[127.0.0.1]", "{login: none, device: {certificate: off}}", "")
+	front := httptest.NewUnstartedServer(fx.g)
+	front.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context { return withConnInfo(ctx) }
+	front.StartTLS()
+	defer front.Close()
+
+	resp, err := front.Client().Get(front.URL + "/live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	src := consoleSource{fx.g}
+	var id string
+	src.Live(func(c *console.Conn) bool { id = c.RequestID; return false })
+	if id == "" {
+		t.Fatal("the stream is not in the live registry")
+	}
+	if !src.CloseLive(id) {
+		t.Fatalf("CloseLive(%s) found nothing", id)
+	}
+	if src.CloseLive("no-such-request") {
+		t.Error("CloseLive of an unknown id reported a close")
+	}
+	io.Copy(io.Discard, br) // ends when the gateway closes the stream
+	waitFor(t, "the record", func() bool { return countLines(t, fx.records) == 1 })
+	b, _ := os.ReadFile(fx.records)
+	type record struct {
+		RequestID string `json:"request_id"`
+		Verdict   string `json:"verdict"`
+		Reason    string `json:"reason"`
+		Rule      string `json:"rule"`
+	}
+	var rec record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	want := record{id, "deny", "admin.closed", "admin.console"}
+	if rec != want {
+		t.Errorf("record %+v, want %+v", rec, want)
 	}
 }

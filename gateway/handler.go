@@ -132,8 +132,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s *snapshot, r
 		end := time.Now()
 		if d, closed := live.closedBy(); closed {
 			// A feed turned this request's device or user bad while it
-			// ran: the record says how it ended, not how it began.
-			rec.Verdict, rec.Reason, rec.Rule = d.Verdict.String(), string(d.Reason), "reevaluate:"+d.Rule
+			// ran, or an operator closed it: the record says how it
+			// ended, not how it began.
+			rec.Verdict, rec.Reason, rec.Rule = d.Verdict.String(), string(d.Reason), closedRule(d)
 		}
 		rec.Status, rec.BytesOut = sw.status, sw.bytes
 		sw.reset(nil)
