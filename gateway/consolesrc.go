@@ -46,7 +46,7 @@ func (c consoleSource) Live(f func(*console.Conn) bool) {
 		}
 		cn = console.Conn{RequestID: e.requestID, Resource: e.resource, User: e.userID(), Method: e.Request.Method,
 			Host: e.Request.Host, Path: e.Request.Path, Protocol: e.Request.Protocol, RemoteIP: e.Request.RemoteIP,
-			Started: e.started, BytesOut: e.bytesOut.Load()}
+			Started: e.started, BytesOut: e.bytesOut.Load(), BytesIn: e.bytesIn.Load()}
 		if e.Device != nil {
 			cn.DeviceCA, cn.DeviceID = e.Device.CA, e.Device.DeviceID
 		}

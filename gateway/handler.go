@@ -126,7 +126,8 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s *snapshot, r
 	r, live := g.live.track(r, res, in, seq, rec.RequestID)
 	sw := statusWriterPool.Get().(*statusWriter)
 	sw.reset(w)
-	sw.live = &live.bytesOut
+	sw.live = live
+	countBody(r, live)
 	defer func() {
 		live.done()
 		end := time.Now()
@@ -136,7 +137,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s *snapshot, r
 			// ended, not how it began.
 			rec.Verdict, rec.Reason, rec.Rule = d.Verdict.String(), string(d.Reason), closedRule(d)
 		}
-		rec.Status, rec.BytesOut = sw.status, sw.bytes
+		rec.Status, rec.BytesOut, rec.BytesIn = sw.status, live.bytesOut.Load(), live.bytesIn.Load()
 		sw.reset(nil)
 		statusWriterPool.Put(sw)
 		rec.UpstreamLatency = end.Sub(decided)

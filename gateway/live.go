@@ -44,7 +44,8 @@ type liveEntry struct {
 	resource  string
 	started   time.Time
 	reason    enforcement.Decision // why it was closed, if it was
-	bytesOut  atomic.Int64         // response body bytes sent so far, for the console
+	bytesOut  atomic.Int64         // response body bytes sent so far (and an upgraded connection's)
+	bytesIn   atomic.Int64         // request body bytes read so far (and an upgraded connection's)
 	mu        sync.Mutex
 	closed    bool
 }

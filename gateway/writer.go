@@ -8,15 +8,15 @@ import (
 	"sync/atomic"
 )
 
-// statusWriter records the status and size of a proxied response. It
-// exposes the underlying writer through Unwrap, which is how
-// http.ResponseController (and so ReverseProxy's flushing and websocket
-// hijacking) reaches it.
+// statusWriter records the status of a proxied response, and counts the
+// bytes sent in its live entry. It exposes the underlying writer through
+// Unwrap, which is how http.ResponseController (and so ReverseProxy's
+// flushing) reaches it; Hijack it implements itself, to count what a
+// switched protocol sends (count.go).
 type statusWriter struct {
 	w      http.ResponseWriter
 	status int
-	bytes  int64
-	live   *atomic.Int64 // also counts bytes here, for the live view; may be nil
+	live   *liveEntry // counts bytes both ways; may be nil
 }
 
 var statusWriterPool = sync.Pool{New: func() any { return new(statusWriter) }}
@@ -39,9 +39,8 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 		s.status = http.StatusOK
 	}
 	n, err := s.w.Write(b)
-	s.bytes += int64(n)
 	if s.live != nil {
-		s.live.Add(int64(n))
+		s.live.bytesOut.Add(int64(n))
 	}
 	return n, err
 }

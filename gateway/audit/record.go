@@ -31,7 +31,8 @@ type Record struct {
 	DecisionLatency time.Duration // gathering input and deciding
 	UpstreamLatency time.Duration // until the upstream's response headers; zero if not proxied
 	Total           time.Duration // from arrival to the last byte sent
-	BytesOut        int64         // response body bytes sent to the client
+	BytesOut        int64         // response body bytes sent to the client; for a websocket, its frames
+	BytesIn         int64         // request body bytes read from the client; for a websocket, its frames
 }
 
 // maxField bounds each string field of a record, in bytes, so a huge URL
@@ -80,6 +81,8 @@ func appendRecord(b []byte, rec *Record, now time.Time) []byte {
 	b = appendSeconds(b, "total_seconds", rec.Total)
 	b = append(b, `,"bytes_out":`...)
 	b = strconv.AppendInt(b, max(rec.BytesOut, 0), 10)
+	b = append(b, `,"bytes_in":`...)
+	b = strconv.AppendInt(b, max(rec.BytesIn, 0), 10)
 	return append(b, '}')
 }
 

@@ -41,6 +41,7 @@ var (
 		UpstreamLatency: 12 * time.Millisecond,
 		Total:           13*time.Millisecond + 250*time.Microsecond,
 		BytesOut:        5120,
+		BytesIn:         2048,
 	}
 	denyRec = Record{
 		Time:            t0.Add(time.Second),
@@ -68,6 +69,7 @@ var schema = []string{
 	"time", "level", "msg", "request_id", "resource", "user", "device", "device_ca",
 	"verdict", "reason", "rule", "method", "host", "path", "protocol", "remote_ip",
 	"status", "decision_seconds", "upstream_seconds", "total_seconds", "bytes_out",
+	"bytes_in",
 }
 
 func golden(t *testing.T, name string, got []byte) {

@@ -174,7 +174,7 @@ func fixture() (*fakeStore, *fakeGateway) {
 	gw := &fakeGateway{
 		conns: []Conn{
 			{RequestID: "req-1", Resource: "app", User: "alice@example.test", SessionID: "sess-1", DeviceCA: "corp", DeviceID: "dev-good",
-				Method: "GET", Host: "app.example.test", Path: "/ws", Protocol: "HTTP/1.1", Started: fakeNow.Add(-30 * time.Second), BytesOut: 2048},
+				Method: "GET", Host: "app.example.test", Path: "/ws", Protocol: "HTTP/1.1", Started: fakeNow.Add(-30 * time.Second), BytesOut: 2048, BytesIn: 512},
 			{RequestID: "req-" + hostile, Resource: "app" + hostile, User: "mallory" + hostile, SessionID: "sess-" + hostile,
 				DeviceCA: "corp", DeviceID: "dev-" + hostile, Method: "GET", Host: "h" + hostile, Path: "/" + hostile,
 				Protocol: "HTTP/2.0", Started: fakeNow.Add(-time.Minute)},

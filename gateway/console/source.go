@@ -65,7 +65,8 @@ type Conn struct {
 	Protocol  string
 	RemoteIP  string
 	Started   time.Time
-	BytesOut  int64 // response body bytes sent so far (0 for an upgraded connection's frames)
+	BytesOut  int64 // response body bytes sent so far; for a websocket, its frames
+	BytesIn   int64 // request body bytes received so far; for a websocket, its frames
 }
 
 // Feed is the health of one feed.
