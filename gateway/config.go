@@ -336,9 +336,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, conf.Errorf("tls.certificates", "no server certificate (list one, or set dev.dir for generated dev certificates)"))
 	}
 	add("admin.console", c.Admin.Console.Validate())
-	if c.Admin.Console.Enabled && c.Admin.Listen == "off" {
-		errs = append(errs, conf.Errorf("admin.console.enabled", "the console is served on the admin listener, which is off"))
-	}
+	errs = append(errs, c.validateConsole())
 	add("tls", c.TLS.Validate())
 	add("devices", c.Devices.Validate())
 	add("identity", c.Identity.Validate())

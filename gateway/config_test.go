@@ -48,6 +48,16 @@ func TestConfigValidation(t *testing.T) {
 		{"unknown CA", strings.Replace(minimalConfig, `policy: {device: {certificate: "off"}}`, `policy: {device: {cas: [nope]}}`, 1), "resources[0].policy.device.cas[0]", "unknown device CA"},
 		{"bad remediation", minimalConfig + "    remediation: javascript:alert(1)\n", "resources[0].remediation", "absolute http"},
 		{"no certificate", strings.Replace(minimalConfig, "tls: {certificates: [{cert: s.pem, key: s.key}]}", "", 1), "tls.certificates", "no server certificate"},
+		{"console on no listener", "admin: {listen: 'off', console: {enabled: true}}\n" + minimalConfig, "admin.console.enabled", "no admin.console.host"},
+		{"console host without login", "admin: {console: {enabled: true, host: c.example, groups: [ops]}}\n" + minimalConfig, "admin.console.login", "missing"},
+		{"console host without groups", "admin: {console: {enabled: true, host: c.example, login: okta}}\n" + minimalConfig, "admin.console.groups", "missing"},
+		{"console host, unknown idp", "admin: {console: {enabled: true, host: c.example, login: okta, groups: [ops]}}\n" + minimalConfig, "admin.console.login", "unknown identity provider"},
+		{"console host, off", "admin: {console: {host: c.example, login: okta, groups: [ops]}}\n" + minimalConfig, "admin.console.host", "enabled: true"},
+		{"console host with a port", "admin: {console: {enabled: true, host: 'c.example:443', login: okta, groups: [ops]}}\n" + minimalConfig, "admin.console.host", "invalid host"},
+		{"console groups twice", "admin: {console: {enabled: true, host: c.example, login: okta, groups: [ops], policy: {user: {groups: [x]}}}}\n" + minimalConfig, "admin.console.policy.user.groups", "admin.console.groups"},
+		{"console login without host", "admin: {console: {enabled: true, login: okta}}\n" + minimalConfig, "admin.console.login", "without host"},
+		{"console host taken", "admin: {console: {enabled: true, host: c.example, login: okta, groups: [ops]}}\n" + strings.Replace(minimalConfig, `hosts: ["*"]`, `hosts: [C.example]`, 1), "resources[0].hosts[0]", "admin console"},
+		{"console name taken", strings.Replace(minimalConfig, "name: app", "name: admin.console", 1), "resources[0].name", "admin console"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

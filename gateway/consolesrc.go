@@ -8,6 +8,8 @@ import (
 	"portcullis/certs"
 	"portcullis/enforcement"
 	"portcullis/gateway/console"
+	"portcullis/identity/session"
+	"portcullis/internal/conf"
 	"portcullis/posture"
 	"portcullis/posture/feeds"
 )
@@ -22,12 +24,21 @@ func (g *Gateway) newConsole(cfg *Config) (*console.Console, error) {
 	if !cfg.Admin.Console.Enabled {
 		return nil, nil
 	}
+	var keys [][]byte
+	if f := cfg.Admin.Console.SessionKeyFile; f != "" {
+		var err error
+		if keys, err = session.LoadKeyFile(f.String(), false); err != nil {
+			return nil, conf.AtKey("session_key_file", err)
+		}
+	}
 	return console.New(console.Options{
 		Config:        cfg.Admin.Console,
 		Store:         g.store,
 		Gateway:       consoleSource{g},
 		Log:           g.audit,
 		Token:         g.adminToken,
+		SessionKeys:   keys,
+		HostLogout:    consoleLogout(cfg),
 		PostureMaxAge: cfg.Posture.MaxAge.Std(),
 		Logger:        g.log.With("component", "console"),
 	})

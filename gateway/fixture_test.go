@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,7 +33,9 @@ type fixture struct {
 
 // newFixture builds a fixture whose resource "app" answers for hosts (a
 // YAML list) in front of upstream under policy (YAML, flow or block
-// style); extra is appended at the top level of the configuration. The
+// style); extra is appended at the top level of the configuration (an
+// admin: key in it replaces the fixture's, which turns the admin listener
+// off). The
 // decision log runs until the test ends.
 func newFixture(tb testing.TB, upstream, hosts, policy, extra string) *fixture {
 	tb.Helper()
@@ -59,9 +62,13 @@ func newFixture(tb testing.TB, upstream, hosts, policy, extra string) *fixture {
 	os.WriteFile(filepath.Join(dir, "s.key"), sk, 0o600)
 	os.WriteFile(filepath.Join(dir, "client.secret"), []byte("secret"), 0o600)
 	records := filepath.Join(dir, "decisions.log")
+	admin := `admin: {listen: "off"}`
+	if strings.HasPrefix(extra, "admin:") || strings.Contains(extra, "\nadmin:") {
+		admin = "" // extra has its own
+	}
 	cfg := fmt.Sprintf(`
 listen: [{address: "127.0.0.1:0"}]
-admin: {listen: "off"}
+%s
 tls: {certificates: [{cert: s.pem, key: s.key}]}
 audit: {output: %s}
 devices:
@@ -75,7 +82,7 @@ resources:
     hosts: %s
     upstream: %s
     policy: %s
-%s`, records, hosts, upstream, policy, extra)
+%s`, admin, records, hosts, upstream, policy, extra)
 	path := filepath.Join(dir, "p.yaml")
 	os.WriteFile(path, []byte(cfg), 0o600)
 	g, err := New(path, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

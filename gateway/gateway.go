@@ -137,7 +137,7 @@ func open(ctx context.Context, path string, cfg *Config, opts Options) (*Gateway
 	if g.audit, err = audit.New(cfg.Audit, audit.Options{Registerer: g.reg, Logger: g.log.With("component", "audit")}); err != nil {
 		errs = append(errs, conf.Errorf("audit", "opening audit log: %v", err))
 	} else if g.console, err = g.newConsole(cfg); err != nil {
-		errs = append(errs, conf.Errorf("admin.console", "%v", err))
+		errs = append(errs, conf.AtKey("admin.console", err))
 	}
 	s, err := g.build(ctx, cfg)
 	if err = errors.Join(append(errs, err)...); err != nil {
@@ -485,7 +485,7 @@ func (g *Gateway) reloadLocked() error {
 		return err
 	}
 	old := g.cur.Load()
-	if !reflect.DeepEqual(cfg.Listen, old.cfg.Listen) || cfg.Admin != old.cfg.Admin || cfg.State != old.cfg.State {
+	if !reflect.DeepEqual(cfg.Listen, old.cfg.Listen) || !reflect.DeepEqual(cfg.Admin, old.cfg.Admin) || cfg.State != old.cfg.State {
 		return errors.New("listen, admin and state changes need a restart")
 	}
 	if cfg.Limits.Streams.MaxConcurrent != old.cfg.Limits.Streams.MaxConcurrent {

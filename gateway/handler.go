@@ -146,9 +146,12 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s *snapshot, r
 		adm.finish(w, r, rec)
 		g.audit.Write(rec)
 	}()
-	if isConnectWebsocket(r) {
+	switch {
+	case res.local != nil:
+		res.local(sw.writer(), r, in)
+	case isConnectWebsocket(r):
 		g.proxyConnectWebsocket(sw.writer(), r, res)
-	} else {
+	default:
 		res.proxy.ServeHTTP(sw.writer(), r)
 	}
 }

@@ -23,6 +23,7 @@ func (g *Gateway) buildLogins(ctx context.Context, cfg *Config, s *snapshot) err
 		rc := &cfg.Resources[i]
 		hosts[rc.Policy.Login] = append(hosts[rc.Policy.Login], rc.Hosts...)
 	}
+	addConsoleHost(cfg, hosts)
 	set, err := identity.New(ctx, cfg.Identity, identity.Options{
 		Logger:   g.log,
 		Store:    g.store,

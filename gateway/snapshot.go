@@ -51,6 +51,7 @@ type resource struct {
 	policy    *enforcement.Policy
 	proxy     *httputil.ReverseProxy
 	transport http.RoundTripper
+	local     localUpstream // serves allowed requests in process instead of proxy (the console host)
 	counters  decisionCounters
 }
 
@@ -185,6 +186,9 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*snapshot, error) {
 			res.transport.(*http.Transport).DialContext = g.dialEcho
 		}
 		s.resources = append(s.resources, res)
+	}
+	if err := g.buildConsoleResource(cfg, s); err != nil {
+		errs = append(errs, err)
 	}
 	s.router = newRouter(s.resources)
 	s.byName = make(map[string]*resource, len(s.resources))

@@ -16,6 +16,7 @@ import (
 
 	"portcullis/gateway/audit"
 	"portcullis/internal/conf"
+	"portcullis/posture"
 )
 
 //go:embed templates/*.html
@@ -39,6 +40,12 @@ type Options struct {
 	// Token is the admin token operators may sign in with; zero turns
 	// token sign-in off.
 	Token conf.Secret
+	// SessionKeys seal the session cookies (admin.console.session_key_file):
+	// the first seals, every one opens. None: a key made at start.
+	SessionKeys [][]byte
+	// HostLogout is where signing out on the console host sends the
+	// browser: the gateway's logout for the console's login provider.
+	HostLogout string
 	// PostureMaxAge is posture.max_age: older posture is shown as stale.
 	PostureMaxAge time.Duration
 	Logger        *slog.Logger
@@ -62,6 +69,9 @@ type Console struct {
 	hub    *hub
 	tmpl   map[string]*template.Template
 	mux    *http.ServeMux
+	host   http.Handler // mux, for the console host
+
+	hostLogout string
 
 	countsMu sync.Mutex // guards countsAt and counts
 	countsAt time.Time
@@ -71,7 +81,10 @@ type Console struct {
 // New returns a console over opts. It starts nothing.
 func New(opts Options) (*Console, error) {
 	c := &Console{cfg: opts.Config, store: opts.Store, gw: opts.Gateway, log: opts.Log, token: opts.Token,
-		logger: opts.Logger, now: opts.Now, maxAge: opts.PostureMaxAge, hub: newHub()}
+		logger: opts.Logger, now: opts.Now, maxAge: opts.PostureMaxAge, hub: newHub(), hostLogout: opts.HostLogout}
+	if c.hostLogout == "" {
+		c.hostLogout = "/console/"
+	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
@@ -79,7 +92,7 @@ func New(opts Options) (*Console, error) {
 		c.now = time.Now
 	}
 	var err error
-	if c.seal, err = newSealer(); err != nil {
+	if c.seal, err = newSealer(opts.SessionKeys); err != nil {
 		return nil, err
 	}
 	if c.tmpl, err = parseTemplates(); err != nil {
@@ -137,6 +150,7 @@ func (c *Console) routes() {
 		c.fail(w, r, nil, http.StatusNotFound, "There is no console page here.")
 	})))
 	c.mux = m
+	c.host = c.hostOnly(m)
 }
 
 // securityHeaders sets the headers every console response carries.
@@ -156,18 +170,30 @@ func securityHeaders(h http.Handler) http.Handler {
 	})
 }
 
-// session returns the request's signed-in session, or nil.
-func (c *Console) session(r *http.Request) *session {
-	ck, err := r.Cookie(cookieName)
-	if err != nil {
-		return nil
+// session returns the request's signed-in session, or nil. On the
+// admin listener that is a token sign-in's session; on the console host,
+// the session of the operator the gateway let in, made when needed.
+// A session is never taken to the other place: the console host's
+// sessions are made for a login the gateway checks on every request.
+func (c *Console) session(w http.ResponseWriter, r *http.Request) *session {
+	var s *session
+	if ck, err := r.Cookie(cookieName); err == nil {
+		if s, err = c.seal.open(ck.Value, c.now()); err != nil || c.store.SessionRevoked(revocationID(s.ID)) {
+			s = nil
+		}
 	}
-	s, err := c.seal.open(ck.Value, c.now())
-	if err != nil {
+	if op, ok := operatorFrom(r.Context()); ok {
+		return c.hostSession(w, r, s, op)
+	}
+	if s != nil && s.Host {
 		return nil
 	}
 	return s
 }
+
+// revocationID is the posture store's session id of a console session's
+// sign-out, which every replica sharing the store sees.
+func revocationID(sid string) string { return "console:" + sid }
 
 // authed runs h for a signed-in operator; others are sent to sign in.
 func (c *Console) authed(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
@@ -180,7 +206,7 @@ func (c *Console) authedOr(redirect bool, h func(http.ResponseWriter, *http.Requ
 	return func(w http.ResponseWriter, r *http.Request) {
 		securityHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "no-store")
-			s := c.session(r)
+			s := c.session(w, r)
 			if s == nil {
 				if redirect && r.Method == http.MethodGet {
 					http.Redirect(w, r, "/console/login", http.StatusSeeOther)
@@ -311,7 +337,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, sta
 // loginPage shows the sign-in form, or sends a signed-in operator on.
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 	securityHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c.session(r) != nil {
+		if c.session(w, r) != nil {
 			http.Redirect(w, r, "/console/", http.StatusSeeOther)
 			return
 		}
@@ -321,6 +347,7 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 
 type loginData struct {
 	TokenOn bool
+	Host    bool // the console host, where the gateway's login is the sign-in
 	Error   string
 }
 
@@ -332,8 +359,11 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			c.fail(w, r, nil, http.StatusForbidden, "Refused: "+why+".")
 			return
 		}
-		if c.token.IsZero() {
-			c.render(w, r, nil, http.StatusNotFound, "login", loginData{})
+		if _, host := operatorFrom(r.Context()); host || c.token.IsZero() {
+			// On the console host operators sign in through the
+			// gateway's identity provider; the token is for the admin
+			// listener only.
+			c.render(w, r, nil, http.StatusNotFound, "login", loginData{Host: host})
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
@@ -354,9 +384,22 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	})).ServeHTTP(w, r)
 }
 
+// logout ends the console session here and, through the posture store,
+// on every replica that shares it. On the console host it then sends the
+// browser to the gateway's logout, which ends the login itself.
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
-	c.seal.end(s, c.now())
+	now := c.now()
+	c.seal.end(s, now)
+	if _, err := c.store.Revoke(r.Context(), posture.Revocation{Kind: posture.RevokeSession, Session: revocationID(s.ID),
+		User: s.Operator, Source: "console", ObservedAt: now, ExpiresAt: time.Unix(s.Expires, 0),
+		Reasons: []string{"console sign-out"}}); err != nil {
+		c.logger.Warn("console: recording a sign-out for other replicas", "operator", s.Operator, "error", err)
+	}
 	setCookie(w, r, "", -1)
+	if s.Host {
+		http.Redirect(w, r, c.hostLogout, http.StatusSeeOther)
+		return
+	}
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 }
 

@@ -71,6 +71,16 @@ func (s *fakeStore) RangeRevocations(f func(*posture.Revocation) bool) {
 		}
 	}
 }
+func (s *fakeStore) SessionRevoked(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.revs {
+		if r.Kind == posture.RevokeSession && r.Session == id {
+			return true
+		}
+	}
+	return false
+}
 func (s *fakeStore) Revoke(_ context.Context, r posture.Revocation) (posture.Outcome, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -15,6 +15,7 @@ func FuzzCheckSession(f *testing.F) {
 	f.Add([]byte(`{"sid":"x","csrf":"y","op":"","idp":"","iat":0,"exp":0}`))
 	f.Add([]byte(`{"sid":"aaaaaaaaaaaaaaaaaaaa","csrf":"aaaaaaaaaaaaaaaaaaaa","op":"a","idp":"b","iat":1,"exp":99999999999}{}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"sid":"aaaaaaaaaaaaaaaaaaaa","csrf":"aaaaaaaaaaaaaaaaaaaa","op":"a","idp":"corp","iat":1,"exp":99999999999,"host":true,"login":"s1"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := checkSession(b, fakeNow, func(string) bool { return false })
 		if err != nil {
@@ -27,7 +28,7 @@ func FuzzCheckSession(f *testing.F) {
 }
 
 func FuzzSealOpen(f *testing.F) {
-	x, err := newSealer()
+	x, err := newSealer(nil)
 	if err != nil {
 		f.Fatal(err)
 	}

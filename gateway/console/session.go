@@ -3,7 +3,9 @@ package console
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -28,7 +30,9 @@ const maxCookieLen = 2048
 var errBadSession = errors.New("console: not a valid session")
 
 // session is what the sealed cookie carries: who signed in, how, until
-// when, and the CSRF token every form of the session must return.
+// when, and the CSRF token every form of the session must return. A
+// session made on the console host (Host) is bound to the gateway login
+// it was made for: its operator, provider and login session.
 type session struct {
 	ID       string `json:"sid"`
 	CSRF     string `json:"csrf"`
@@ -36,32 +40,54 @@ type session struct {
 	IdP      string `json:"idp"`
 	Issued   int64  `json:"iat"`
 	Expires  int64  `json:"exp"`
+	Host     bool   `json:"host,omitempty"`
+	Login    string `json:"login,omitempty"` // the gateway login session's id, on the host
 }
 
-// sealer encrypts sessions with AES-256-GCM under a key made at start:
-// a sign-in does not outlive the process, and no key file needs
-// managing. mu guards ended.
+// sealer encrypts sessions with AES-256-GCM. Its keys come from
+// admin.console.session_key_file, so that sessions hold across replicas
+// and restarts, or else from a key made at start: a sign-in then does
+// not outlive the process. mu guards ended.
 type sealer struct {
-	aead cipher.AEAD
+	aeads []cipher.AEAD // the first seals; each opens
 
 	mu    sync.Mutex
 	ended map[string]int64 // session ids signed out before they expired → expiry
 }
 
-func newSealer() (*sealer, error) {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
+// sealerKeyLabel separates the console's use of a key file's keys from
+// any other use of the same file (such as identity.session.key_file).
+const sealerKeyLabel = "portcullis admin console session v1"
+
+// newSealer returns a sealer over keys (the first seals, every one
+// opens), or over a random key when keys is empty. Each key is used
+// through HMAC-SHA256 with a label of its own.
+func newSealer(keys [][]byte) (*sealer, error) {
+	if len(keys) == 0 {
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			return nil, err
+		}
+		keys = [][]byte{k}
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
+	x := &sealer{ended: map[string]int64{}}
+	for _, k := range keys {
+		if len(k) < 32 {
+			return nil, errors.New("console: a session key is shorter than 32 bytes")
+		}
+		m := hmac.New(sha256.New, k)
+		m.Write([]byte(sealerKeyLabel))
+		block, err := aes.NewCipher(m.Sum(nil))
+		if err != nil {
+			return nil, err
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, err
+		}
+		x.aeads = append(x.aeads, aead)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &sealer{aead: aead, ended: map[string]int64{}}, nil
+	return x, nil
 }
 
 // newSession returns a session for operator, signed in through idp, valid
@@ -80,27 +106,32 @@ func randomToken() string {
 // seal encrypts s for the cookie, bound to the cookie's name.
 func (x *sealer) seal(s *session) string {
 	plain, _ := json.Marshal(s)
-	nonce := make([]byte, x.aead.NonceSize(), x.aead.NonceSize()+len(plain)+x.aead.Overhead())
+	a := x.aeads[0]
+	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(plain)+a.Overhead())
 	rand.Read(nonce)
-	return base64.RawURLEncoding.EncodeToString(x.aead.Seal(nonce, nonce, plain, []byte(cookieName)))
+	return base64.RawURLEncoding.EncodeToString(a.Seal(nonce, nonce, plain, []byte(cookieName)))
 }
 
-// open decrypts and checks a cookie value: it must be sealed by this
-// process, unexpired at now, and not signed out.
+// open decrypts and checks a cookie value: it must be sealed under one
+// of the sealer's keys, unexpired at now, and not signed out here.
 func (x *sealer) open(value string, now time.Time) (*session, error) {
 	if len(value) > maxCookieLen {
 		return nil, errBadSession
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(value)
-	if err != nil || len(raw) < x.aead.NonceSize()+x.aead.Overhead() {
-		return nil, errBadSession
-	}
-	n := x.aead.NonceSize()
-	plain, err := x.aead.Open(nil, raw[:n], raw[n:], []byte(cookieName))
 	if err != nil {
 		return nil, errBadSession
 	}
-	return checkSession(plain, now, x.signedOut)
+	for _, a := range x.aeads {
+		n := a.NonceSize()
+		if len(raw) < n+a.Overhead() {
+			return nil, errBadSession
+		}
+		if plain, err := a.Open(nil, raw[:n], raw[n:], []byte(cookieName)); err == nil {
+			return checkSession(plain, now, x.signedOut)
+		}
+	}
+	return nil, errBadSession
 }
 
 // checkSession decodes a decrypted session and checks its fields; it is

@@ -20,6 +20,9 @@ type Store interface {
 	DeviceRevocation(posture.DeviceKey) *posture.Revocation
 	RangeRevocations(func(*posture.Revocation) bool)
 	Revoke(context.Context, posture.Revocation) (posture.Outcome, error)
+	// SessionRevoked reports whether a session id was revoked; the
+	// console records its sign-outs this way.
+	SessionRevoked(id string) bool
 }
 
 // Gateway is what the console needs of the running gateway: its live

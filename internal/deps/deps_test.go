@@ -45,7 +45,7 @@ var allowed = map[string]struct {
 
 	"gateway/assertion": {nil, "signs what the gateway established; a leaf"},
 	"gateway/audit":     {[]string{"internal/conf", "internal/jsonx"}, "writes decision records; a leaf"},
-	"gateway/console": {[]string{"gateway/audit", "internal/conf", "posture", "posture/feeds"},
+	"gateway/console": {[]string{"enforcement", "gateway/audit", "internal/conf", "posture", "posture/feeds"},
 		"the admin console reads the gateway through interfaces it declares; never the gateway itself"},
 	"gateway": {[]string{
 		"certs", "certs/devca", "enforcement", "gateway/assertion", "gateway/audit", "gateway/console",
