@@ -30,6 +30,17 @@ func isConnectWebsocket(r *http.Request) bool {
 	return false
 }
 
+// protocol is the request's HTTP version as records and policies name
+// it: "HTTP/1.1", "HTTP/2.0" or "HTTP/3.0". quic-go's server puts an
+// extended CONNECT's :protocol ("websocket") in Proto, so HTTP/3 is named
+// by ProtoMajor.
+func protocol(r *http.Request) string {
+	if r.ProtoMajor == 3 {
+		return "HTTP/3.0"
+	}
+	return r.Proto
+}
+
 // websocketGUID is RFC 6455's magic value for Sec-WebSocket-Accept.
 const websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

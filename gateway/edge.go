@@ -143,7 +143,7 @@ func listenerOf(ctx context.Context, s *snapshot) *listenerTLS {
 // document or deny page, and writes its decision record.
 func (g *Gateway) refuseEdge(w http.ResponseWriter, r *http.Request, reqID string, start time.Time, status int, reason, detail string) {
 	rec := audit.Record{Time: start, RequestID: reqID, Method: r.Method, Host: r.Host, Path: r.URL.Path,
-		Protocol: r.Proto, RemoteIP: remoteIP(r.RemoteAddr), Verdict: "deny", Reason: reason, Status: status}
+		Protocol: protocol(r), RemoteIP: remoteIP(r.RemoteAddr), Verdict: "deny", Reason: reason, Status: status}
 	deny.Write(w, r, deny.Info{Status: status, Reason: reason, Title: http.StatusText(status), Detail: detail, RequestID: reqID})
 	rec.Total = time.Since(start)
 	g.audit.Write(&rec)

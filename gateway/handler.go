@@ -30,7 +30,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	rec := audit.Record{Time: start, RequestID: reqID, Method: r.Method, Host: r.Host, Path: p, Protocol: r.Proto, RemoteIP: remoteIP(r.RemoteAddr)}
+	rec := audit.Record{Time: start, RequestID: reqID, Method: r.Method, Host: r.Host, Path: p, Protocol: protocol(r), RemoteIP: remoteIP(r.RemoteAddr)}
 
 	// Route.
 	res := s.router.match(r.Host, p)
@@ -45,7 +45,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Gather, then decide.
 	in := enforcement.Input{
 		Now:     start,
-		Request: enforcement.Request{Method: r.Method, Host: r.Host, Path: p, Protocol: r.Proto, RemoteIP: rec.RemoteIP},
+		Request: enforcement.Request{Method: r.Method, Host: r.Host, Path: p, Protocol: rec.Protocol, RemoteIP: rec.RemoteIP},
 	}
 	auth := g.gather(s, w, r, res, &in)
 	if in.Device != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net/http"
+	"regexp"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 // non-compliant the re-evaluator ends the stream.
 func TestWebsocketOverExtendedConnect(t *testing.T) {
 	e := newEnv(t)
-	e.start()
+	gw := e.start()
 	tc := &tls.Config{RootCAs: poolFrom(t, e.serverCA), ServerName: "localhost",
 		Certificates: []tls.Certificate{clientCert(t, e.dev1Cert, e.dev1Key)}}
 	for _, proto := range []string{"HTTP/2", "HTTP/3"} {
@@ -90,6 +91,18 @@ func TestWebsocketOverExtendedConnect(t *testing.T) {
 				t.Fatalf("unexpected frame %q after the device turned non-compliant", p)
 			case <-time.After(5 * time.Second):
 				t.Fatal("the websocket stayed open after the device turned non-compliant")
+			}
+			// Its record has the status the client got and the frames
+			// counted both ways: two masked client frames of 5 and 11
+			// bytes, two echoes of 11 and 17.
+			rec := regexp.MustCompile(`"reason":"device.not_compliant","rule":"reevaluate:[^"]*","method":"CONNECT","host":"[^"]*","path":"/ws","protocol":"` +
+				regexp.QuoteMeta(resp.Proto) + `","remote_ip":"[^"]*","status":(\d+),[^}]*"bytes_out":(\d+),"bytes_in":(\d+)`)
+			var m []string
+			for deadline := time.Now().Add(10 * time.Second); m == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				m = rec.FindStringSubmatch(gw.logs())
+			}
+			if m == nil || m[1] != "200" || m[2] != "32" || m[3] != "28" {
+				t.Errorf("record status, bytes out and in = %q, want 200, 32 and 28:\n%s", m, gw.logs())
 			}
 		})
 	}
