@@ -81,6 +81,14 @@ resources:
 
 func startDex(t *testing.T, lifetime string) *dexEnv {
 	t.Helper()
+	return startDexWith(t, dexConfig, oidcGatewayConfig, map[string]any{"Lifetime": lifetime})
+}
+
+// startDexWith starts Dex with the configuration template dexTmpl and the
+// gateway with gwTmpl; both see Port, Admin, Upstream and DexPort, and
+// vars.
+func startDexWith(t *testing.T, dexTmpl, gwTmpl string, vars map[string]any) *dexEnv {
+	t.Helper()
 	bin, err := filepath.Abs("../bin/dex")
 	if err != nil {
 		t.Fatal(err)
@@ -89,19 +97,22 @@ func startDex(t *testing.T, lifetime string) *dexEnv {
 		missingPeer(t, "bin/dex is missing (.ci/run builds it; or cd tools/dex && go build -o ../../bin/dex github.com/dexidp/dex/cmd/dex)")
 	}
 	e := &dexEnv{env: newEnv(t), dexPort: freePort(t)}
-	vars := map[string]any{"Port": e.port, "Admin": e.admin, "Upstream": e.upstream, "DexPort": e.dexPort, "Lifetime": lifetime}
+	all := map[string]any{"Port": e.port, "Admin": e.admin, "Upstream": e.upstream, "DexPort": e.dexPort}
+	for k, v := range vars {
+		all[k] = v
+	}
 	render := func(name, tmpl string) string {
 		var b bytes.Buffer
-		template.Must(template.New("").Parse(tmpl)).Execute(&b, vars)
+		template.Must(template.New("").Parse(tmpl)).Execute(&b, all)
 		p := filepath.Join(e.dir, name)
 		if err := os.WriteFile(p, b.Bytes(), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	dexCfg := render("dex.yaml", dexConfig)
+	dexCfg := render("dex.yaml", dexTmpl)
 	render("dex.secret", "portcullis-secret\n")
-	render("portcullis.yaml", oidcGatewayConfig)
+	render("portcullis.yaml", gwTmpl)
 
 	var dexLog bytes.Buffer
 	cmd := exec.Command(bin, "serve", dexCfg)
