@@ -27,7 +27,7 @@ func BenchmarkServeHTTPDecisionStream(b *testing.B) {
 			name = "open"
 		}
 		b.Run(name, func(b *testing.B) {
-			g, cs := benchGateway(b, up.URL)
+			g, cs := benchGateway(b, up)
 			if open {
 				c, err := console.New(console.Options{Config: console.Config{Enabled: true}, Store: g.store,
 					Gateway: consoleSource{g}, Log: g.audit})
