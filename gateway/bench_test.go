@@ -42,7 +42,7 @@ func benchGateway(b *testing.B, upstream string) (*Gateway, *tls.ConnectionState
 
 // benchGatewayWith is benchGateway with extra top-level configuration and
 // a policy login; it also returns the fixture's directory.
-func benchGatewayWith(b *testing.B, upstream, extra, login string) (*Gateway, *tls.ConnectionState, string) {
+func benchGatewayWith(b testing.TB, upstream, extra, login string) (*Gateway, *tls.ConnectionState, string) {
 	fx := newFixture(b, upstream, "[localhost]", "\n      "+login+"\n      device: {certificate: required, managed: true, compliant: true, max_threat: low}", extra)
 	_, err := fx.g.store.ApplyPosture(context.Background(), []posture.PostureEvent{{
 		Key: posture.DeviceKey{CA: "corp", ID: testDeviceID},
@@ -60,7 +60,7 @@ func benchGatewayWith(b *testing.B, upstream, extra, login string) (*Gateway, *t
 // map, as net/http's server would: a real upstream runs in another
 // process, and the benchmarks count the proxy's allocations and CPU, not
 // the upstream's (which grow with every header the gateway adds).
-func benchUpstream(b *testing.B) string {
+func benchUpstream(b testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

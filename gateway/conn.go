@@ -17,7 +17,28 @@ import (
 // included). It is recomputed when the configuration snapshot changed,
 // since device CAs may have.
 type connInfo struct {
-	id atomic.Pointer[connIdentity]
+	id  atomic.Pointer[connIdentity]
+	fwd atomic.Pointer[forwardedValues] // of the last host requested
+}
+
+// forwarded returns the forwarding headers' values of a request from
+// remoteAddr to host on this connection: the ones its last request used
+// when they match, as they do for every request of an HTTP/1.1
+// connection and for most streams of an HTTP/2 or HTTP/3 one.
+func (ci *connInfo) forwarded(remoteAddr, host string) *forwardedValues {
+	if fv := ci.fwd.Load(); fv != nil && fv.host == host && fv.remoteAddr == remoteAddr {
+		return fv
+	}
+	fv := newForwardedValues(remoteAddr, host)
+	ci.fwd.Store(fv)
+	return fv
+}
+
+// connInfoOf returns the connection state of ctx's connection, or nil
+// for a handler called directly.
+func connInfoOf(ctx context.Context) *connInfo {
+	ci, _ := ctx.Value(connKey{}).(*connInfo)
+	return ci
 }
 
 type connIdentity struct {
@@ -40,7 +61,7 @@ func withConnInfo(ctx context.Context) context.Context {
 // snapshot s. Requests without a connInfo (handlers called directly) pay
 // for a lookup each time.
 func (s *snapshot) identity(ctx context.Context, cs *tls.ConnectionState) *connIdentity {
-	ci, _ := ctx.Value(connKey{}).(*connInfo)
+	ci := connInfoOf(ctx)
 	if ci != nil {
 		if cur := ci.id.Load(); cur != nil && cur.snap == s && cur.certGen == s.gw.certGen.Load() {
 			return cur

@@ -18,7 +18,8 @@ import (
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := g.cur.Load() // one configuration for the whole request
 	start := time.Now()
-	reqID, seq := g.ids.next()
+	st := new(requestState) // the one allocation of the gateway's own per request
+	reqID, seq := g.ids.nextID(st)
 	if s.altSvc != "" && r.ProtoMajor < 3 {
 		w.Header()["Alt-Svc"] = s.altSvcValue
 	}
@@ -43,29 +44,30 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Resource = res.name
 
 	// Gather, then decide.
-	in := enforcement.Input{
+	in := &st.in
+	*in = enforcement.Input{
 		Now:     start,
 		Request: enforcement.Request{Method: r.Method, Host: r.Host, Path: p, Protocol: rec.Protocol, RemoteIP: rec.RemoteIP},
 	}
-	auth := g.gather(s, w, r, res, &in)
+	auth := g.gather(s, w, r, res, in)
 	if in.Device != nil {
 		rec.Device, rec.DeviceCA = in.Device.DeviceID, in.Device.CA
 	}
 	if in.Subject != nil {
 		rec.User = in.Subject.UserID
 	}
-	dec := enforcement.Decide(res.policy, &in)
+	dec := enforcement.Decide(res.policy, in)
 	decided := time.Now()
 	rec.DecisionLatency = decided.Sub(start)
 	rec.Verdict, rec.Reason, rec.Rule = dec.Verdict.String(), string(dec.Reason), dec.Rule
-	g.metrics.decision(&res.counters, res.name, dec, rec.DecisionLatency)
+	g.metrics.decision(&res.metrics, res.name, dec, rec.DecisionLatency)
 
 	// Respond.
 	if dec.Verdict != enforcement.Allow {
 		g.refuse(w, r, res, auth, dec, &rec)
 		return
 	}
-	g.forward(w, r, s, res, &in, seq, &rec)
+	g.forward(w, r, s, res, st, seq, &rec)
 }
 
 // gather fills in with what is known of the request's device and user:
@@ -115,15 +117,16 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, res *resource, 
 // call: ReverseProxy ends a streamed response whose copy fails by
 // panicking with [http.ErrAbortHandler], and that request must leave the
 // registry and be recorded like any other.
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s *snapshot, res *resource, in *enforcement.Input, seq uint64, rec *audit.Record) {
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s *snapshot, res *resource, st *requestState, seq uint64, rec *audit.Record) {
 	adm, ok := g.admit(w, r, s, rec)
 	if !ok {
 		return
 	}
 	defer adm.release()
 	decided := rec.Time.Add(rec.DecisionLatency)
-	r = g.withUpstreamIdentity(r, res, in, rec.RequestID)
-	r, live := g.live.track(r, res, in, seq, rec.RequestID)
+	live := &st.live
+	g.prepareUpstream(live, r, res, &st.in, rec.RequestID)
+	r = g.live.track(r, live, res, &st.in, seq, rec.RequestID)
 	sw := statusWriterPool.Get().(*statusWriter)
 	sw.reset(w)
 	sw.live = live
@@ -142,13 +145,13 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, s *snapshot, r
 		statusWriterPool.Put(sw)
 		rec.UpstreamLatency = end.Sub(decided)
 		rec.Total = end.Sub(rec.Time)
-		g.metrics.upstream(res.name, rec.UpstreamLatency)
+		g.metrics.upstream(&res.metrics, res.name, rec.UpstreamLatency)
 		adm.finish(w, r, rec)
 		g.audit.Write(rec)
 	}()
 	switch {
 	case res.local != nil:
-		res.local(sw.writer(), r, in)
+		res.local(sw.writer(), r, &st.in)
 	case isConnectWebsocket(r):
 		g.proxyConnectWebsocket(sw.writer(), r, res)
 	default:

@@ -33,9 +33,14 @@ func newLiveRegistry() *liveRegistry {
 }
 
 // liveEntry is a tracked request with what the gateway needs to end it.
-// Its context's cancel cause is the entry itself, which is how the proxy's
-// error handler learns that re-evaluation, not the client, ended it.
+// It is also the request's context while it is proxied: the registry's
+// cancelable context, with the identity the upstream is told and the
+// connection's forwarding values for the resource's Rewrite, so that one
+// request copy carries both (see [requestState]). Its context's cancel
+// cause is the entry itself, which is how the proxy's error handler
+// learns that re-evaluation, not the client, ended it.
 type liveEntry struct {
+	context.Context // the request's, made cancelable by track
 	enforcement.Tracked
 	cancel context.CancelCauseFunc
 	shard  *liveShard
@@ -43,6 +48,8 @@ type liveEntry struct {
 	requestID string
 	resource  string
 	started   time.Time
+	up        upstreamIdentity     // set before track, never changed after
+	fwd       *forwardedValues     // the connection's; nil for handlers called directly
 	reason    enforcement.Decision // why it was closed, if it was
 	bytesOut  atomic.Int64         // response body bytes sent so far (and an upgraded connection's)
 	bytesIn   atomic.Int64         // request body bytes read so far (and an upgraded connection's)
@@ -50,18 +57,35 @@ type liveEntry struct {
 	closed    bool
 }
 
-// track registers r and returns the request to proxy (with a context the
-// registry can cancel) and a function to call when it ends.
-func (reg *liveRegistry) track(r *http.Request, res *resource, in *enforcement.Input, seq uint64, reqID string) (*http.Request, *liveEntry) {
-	ctx, cancel := context.WithCancelCause(r.Context())
-	e := &liveEntry{cancel: cancel, requestID: reqID, resource: res.name, started: in.Now}
+type liveEntryKey struct{}
+
+// Value returns e for its key and asks the request's context otherwise.
+func (e *liveEntry) Value(key any) any {
+	if _, ok := key.(liveEntryKey); ok {
+		return e
+	}
+	return e.Context.Value(key)
+}
+
+// liveEntryOf returns the live entry a proxied request runs under, or nil.
+func liveEntryOf(r *http.Request) *liveEntry {
+	e, _ := r.Context().Value(liveEntryKey{}).(*liveEntry)
+	return e
+}
+
+// track registers e, the live entry of r, and returns the request to
+// proxy: r with e as its context, which the registry can cancel. The
+// caller must call e.done when the request ends.
+func (reg *liveRegistry) track(r *http.Request, e *liveEntry, res *resource, in *enforcement.Input, seq uint64, reqID string) *http.Request {
+	e.Context, e.cancel = context.WithCancelCause(r.Context())
+	e.requestID, e.resource, e.started = reqID, res.name, in.Now
 	e.Tracked = enforcement.Tracked{Resource: res.name, Policy: res.policy, Request: in.Request, Device: in.Device, Subject: in.Subject}
 	e.Tracked.Close = e.close
 	e.shard = &reg.shards[seq%uint64(len(reg.shards))]
 	e.shard.mu.Lock()
 	e.shard.m[&e.Tracked] = e
 	e.shard.mu.Unlock()
-	return r.WithContext(ctx), e
+	return r.WithContext(e)
 }
 
 // Error makes a closed entry the cause of its context's cancellation.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,15 +68,18 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 	return m
 }
 
-// decisionCounters caches one resource's decision counters, so the hot
-// path skips hashing three label values per request. Series are created
-// on first use, never ahead: no zero series for reasons never seen.
-type decisionCounters struct {
+// resourceMetrics caches one resource's series, so the hot path skips
+// hashing label values per request. Series are created on first use,
+// never ahead: no zero series for reasons never seen, nor for resources
+// never proxied to.
+type resourceMetrics struct {
 	mu sync.RWMutex // guards m
 	m  map[enforcement.Decision]prometheus.Counter
+
+	upstream atomic.Pointer[prometheus.Observer]
 }
 
-func (m *metrics) decision(dc *decisionCounters, resource string, d enforcement.Decision, took time.Duration) {
+func (m *metrics) decision(dc *resourceMetrics, resource string, d enforcement.Decision, took time.Duration) {
 	key := enforcement.Decision{Verdict: d.Verdict, Reason: d.Reason}
 	dc.mu.RLock()
 	c := dc.m[key]
@@ -93,6 +97,12 @@ func (m *metrics) decision(dc *decisionCounters, resource string, d enforcement.
 	m.decideTime.Observe(took.Seconds())
 }
 
-func (m *metrics) upstream(resource string, took time.Duration) {
-	m.upstreamH.WithLabelValues(resource).Observe(took.Seconds())
+func (m *metrics) upstream(rm *resourceMetrics, resource string, took time.Duration) {
+	o := rm.upstream.Load()
+	if o == nil {
+		h := m.upstreamH.WithLabelValues(resource)
+		o = &h
+		rm.upstream.Store(o) // a race stores the same series twice: harmless
+	}
+	(*o).Observe(took.Seconds())
 }

@@ -85,8 +85,9 @@ func newProxy(rc *ResourceConfig, target string, cfg *Config, onError func(http.
 			if preserveHost {
 				pr.Out.Host = pr.In.Host
 			}
-			setForwarded(pr)
-			rules.rewrite(pr)
+			e := liveEntryOf(pr.In)
+			setForwarded(pr, e)
+			rules.rewrite(pr, e)
 		},
 		Transport:  tr,
 		BufferPool: bufPool,
@@ -103,17 +104,36 @@ func newProxy(rc *ResourceConfig, target string, cfg *Config, onError func(http.
 // The gateway is the edge: what clients sent in these headers was removed
 // by ReverseProxy's Rewrite contract and is never passed on. The host is
 // the one the edge normalised (see normalizeHost), so it cannot carry a
-// second element or parameter. The four values share one backing array:
-// this runs on every request.
-func setForwarded(pr *httputil.ProxyRequest) {
-	ip := remoteIP(pr.In.RemoteAddr)
-	vals := [4]string{ip, pr.In.Host, "https", forwardedElement(ip, pr.In.Host)}
-	v := vals[:]
+// second element or parameter. The values are the connection's, made on
+// its first request to a host (see [connInfo.forwarded]); e is the
+// request's live entry, nil when the handler did not proxy it.
+func setForwarded(pr *httputil.ProxyRequest, e *liveEntry) {
+	var fv *forwardedValues
+	if e != nil && e.fwd != nil {
+		fv = e.fwd
+	} else {
+		fv = newForwardedValues(pr.In.RemoteAddr, pr.In.Host)
+	}
+	v := fv.vals[:]
 	h := pr.Out.Header
 	h["X-Forwarded-For"] = v[0:1:1]
 	h["X-Forwarded-Host"] = v[1:2:2]
 	h["X-Forwarded-Proto"] = v[2:3:3]
 	h["Forwarded"] = v[3:4:4]
+}
+
+// forwardedValues are the forwarding headers' values for one client
+// address and host. They are never changed once made, and the outbound
+// header slices of every request that uses them point into vals.
+type forwardedValues struct {
+	remoteAddr, host string
+	vals             [4]string // X-Forwarded-For, -Host, -Proto, Forwarded
+}
+
+func newForwardedValues(remoteAddr, host string) *forwardedValues {
+	ip := remoteIP(remoteAddr)
+	return &forwardedValues{remoteAddr: remoteAddr, host: host,
+		vals: [4]string{ip, host, "https", forwardedElement(ip, host)}}
 }
 
 // forwardedElement is the RFC 7239 element for=<ip>;host=<host>;proto=https.

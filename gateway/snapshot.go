@@ -52,7 +52,7 @@ type resource struct {
 	proxy     *httputil.ReverseProxy
 	transport http.RoundTripper
 	local     localUpstream // serves allowed requests in process instead of proxy (the console host)
-	counters  decisionCounters
+	metrics   resourceMetrics
 }
 
 // listenerTLS holds one listener's TLS configurations, one per client

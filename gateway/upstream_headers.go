@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -25,28 +24,15 @@ const (
 )
 
 // upstreamIdentity is what the handler decided an upstream is told about
-// one allowed request. The handler fills it; the resource's
-// ReverseProxy.Rewrite sets it on the outbound request, after
-// httputil.ReverseProxy removed the hop-by-hop headers, so a client naming
-// identity headers in Connection cannot make the proxy delete them. It is
-// the request's context, so that the proxy finds it without another
-// allocation; it is never changed after the handler made it.
+// one allowed request. The handler fills it in the request's live entry;
+// the resource's ReverseProxy.Rewrite sets it on the outbound request,
+// after httputil.ReverseProxy removed the hop-by-hop headers, so a client
+// naming identity headers in Connection cannot make the proxy delete
+// them. It is never changed after the handler made it.
 type upstreamIdentity struct {
-	context.Context
-	requestID string
-	n         int
-	keys      [7]string
-	vals      [7]string // each header's one value; the slices point here
-}
-
-type upstreamIdentityKey struct{}
-
-// Value returns u for its key and asks the parent context otherwise.
-func (u *upstreamIdentity) Value(key any) any {
-	if _, ok := key.(upstreamIdentityKey); ok {
-		return u
-	}
-	return u.Context.Value(key)
+	n    int
+	keys [7]string
+	vals [7]string // each header's one value; the slices point here
 }
 
 func (u *upstreamIdentity) set(k, v string) {
@@ -57,10 +43,19 @@ func (u *upstreamIdentity) set(k, v string) {
 	u.n++
 }
 
-// withUpstreamIdentity returns r carrying the identity the gateway
-// established for it, with a signed assertion of it.
-func (g *Gateway) withUpstreamIdentity(r *http.Request, res *resource, in *enforcement.Input, reqID string) *http.Request {
-	u := &upstreamIdentity{Context: r.Context(), requestID: reqID}
+// prepareUpstream fills e with what the resource's Rewrite sets on the
+// outbound request: the identity headers and the connection's forwarding
+// values.
+func (g *Gateway) prepareUpstream(e *liveEntry, r *http.Request, res *resource, in *enforcement.Input, reqID string) {
+	g.setUpstreamIdentity(&e.up, res, in, reqID)
+	if ci := connInfoOf(r.Context()); ci != nil {
+		e.fwd = ci.forwarded(r.RemoteAddr, r.Host)
+	}
+}
+
+// setUpstreamIdentity fills u with the identity the gateway established
+// for a request, with a signed assertion of it.
+func (g *Gateway) setUpstreamIdentity(u *upstreamIdentity, res *resource, in *enforcement.Input, reqID string) {
 	u.set(hdrRequestID, reqID)
 	c := assertion.Claims{Resource: res.name}
 	if sub := in.Subject; sub != nil {
@@ -81,14 +76,13 @@ func (g *Gateway) withUpstreamIdentity(r *http.Request, res *resource, in *enfor
 	} else {
 		g.log.Error("signing identity assertion", "error", err)
 	}
-	return r.WithContext(u)
 }
 
 // requestID returns the gateway's id of a request that was allowed, for
 // the proxy's error answers and logs; never what a client sent.
 func requestID(r *http.Request) string {
-	if u, ok := r.Context().Value(upstreamIdentityKey{}).(*upstreamIdentity); ok {
-		return u.requestID
+	if e := liveEntryOf(r); e != nil {
+		return e.requestID
 	}
 	return ""
 }
@@ -155,9 +149,10 @@ func identityHeaderName(k string) bool { return hasFoldedPrefix(k, "x-portcullis
 
 // rewrite is the part of a resource's ReverseProxy.Rewrite that runs after
 // the forwarding headers are set: it removes every client header that
-// could pose as identity, sets the identity the handler established, and
-// drops Upgrade offers the resource does not take.
-func (hr *headerRules) rewrite(pr *httputil.ProxyRequest) {
+// could pose as identity, sets the identity the handler established (in
+// e, the request's live entry; nil when the handler did not decide it),
+// and drops Upgrade offers the resource does not take.
+func (hr *headerRules) rewrite(pr *httputil.ProxyRequest, e *liveEntry) {
 	h := pr.Out.Header
 	for k := range h {
 		if identityHeaderName(k) {
@@ -172,10 +167,10 @@ func (hr *headerRules) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	hr.filterUpgrade(pr)
-	u, ok := pr.In.Context().Value(upstreamIdentityKey{}).(*upstreamIdentity)
-	if !ok {
+	if e == nil {
 		return // not decided by the handler: no identity at all
 	}
+	u := &e.up
 	for i := 0; i < u.n; i++ {
 		h[u.keys[i]] = u.vals[i : i+1 : i+1]
 	}

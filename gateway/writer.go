@@ -66,16 +66,27 @@ func newIDGen() *idGen {
 	return &idGen{prefix: hex.EncodeToString(b[:])}
 }
 
+// idLen is the length of a request id: a 12-digit prefix, '-', and 16
+// hexadecimal digits of the counter.
+const idLen = 12 + 1 + 16
+
 func (g *idGen) next() (string, uint64) {
+	var buf [idLen]byte
+	seq := g.fill(&buf)
+	return string(buf[:]), seq
+}
+
+// fill writes the next request id into buf and returns its sequence
+// number.
+func (g *idGen) fill(buf *[idLen]byte) uint64 {
 	n := g.n.Add(1)
 	seq := n
-	var buf [12 + 1 + 16]byte
 	copy(buf[:], g.prefix)
 	buf[12] = '-'
 	const digits = "0123456789abcdef"
-	for i := 28; i > 12; i-- {
+	for i := idLen - 1; i > 12; i-- {
 		buf[i] = digits[n&0xf]
 		n >>= 4
 	}
-	return string(buf[:]), seq
+	return seq
 }
