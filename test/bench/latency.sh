@@ -7,6 +7,7 @@
 #
 #   test/bench/latency.sh                      # goproxy, caddy, traefik (if built), portcullis
 #   test/bench/latency.sh --only goproxy --duration 5 --loads 50
+#   test/bench/latency.sh --max-rate 400 --loads 50   # a light check: no closed-loop probe
 #
 # Targets run as in ../shared/bench/run.sh (same ports, configurations,
 # certificates and CPU pinning: load on CPU 0, target and upstream on
@@ -20,14 +21,16 @@ shared="${BENCH_HARNESS_DIR:-$repo/../shared/bench}"
 BUILD="${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portcullis-bench}"; BIN="$BUILD/bin"
 LOAD_CPU=${BENCH_LOAD_CPU:-0}; TARGET_CPU=${BENCH_TARGET_CPU:-1}; UPSTREAM_CPU=${BENCH_UPSTREAM_CPU:-1}
 DURATION=10; LOADS="50 80"; ONLY="goproxy caddy traefik portcullis"
-SCENARIOS="tls_h1 tls_h2 mtls_h1 mtls_h2"; MAX_N=${BENCH_MAX_REQUESTS:-400000}
+SCENARIOS="tls_h1 tls_h2 mtls_h1 mtls_h2"; MAX_N=${BENCH_MAX_REQUESTS:-400000}; MAX_RATE=""
+OFF=${BENCH_PORT_OFFSET:-0}   # added to every port, to run beside a harness that holds the usual ones
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift ;;
     --loads) LOADS="${2//,/ }"; shift ;;
     --only) ONLY="${2//,/ }"; shift ;;
     --scenarios) SCENARIOS="${2//,/ }"; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --max-rate) MAX_RATE="$2"; shift ;;   # take this as the floor's maximum instead of measuring it
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "latency: unknown option $1" >&2; exit 2 ;;
   esac; shift
 done
@@ -70,17 +73,17 @@ DEVICE_UUID="$(cat /proc/sys/kernel/random/uuid)"
   openssl x509 -req -in "$K/client.csr" -CA "$K/device-ca.pem" -CAkey "$K/device-ca.key" -CAcreateserial -days 3 \
     -extfile "$K/client.ext" -out "$K/client.pem"
 } >"$K/openssl.log" 2>&1 || { cat "$K/openssl.log" >&2; exit 1; }
-export BENCH_UPSTREAM=127.0.0.1:18080 BENCH_UPSTREAM_URL=http://127.0.0.1:18080
+export BENCH_UPSTREAM=127.0.0.1:$((18080+OFF)) BENCH_UPSTREAM_URL=http://127.0.0.1:$((18080+OFF))
 export BENCH_CERT="$K/cert.pem" BENCH_KEY="$K/key.pem" BENCH_CA="$K/cert.pem" BENCH_PEM="$K/bundle.pem"
 cat "$K/cert.pem" "$K/key.pem" >"$BENCH_PEM"
 export BENCH_DEVICE_CA="$K/device-ca.pem" BENCH_CLIENT_CERT="$K/client.pem" BENCH_CLIENT_KEY="$K/client.key"
 export BENCH_DEVICE_ID="spiffe://portcullis.test/device/$DEVICE_UUID" BENCH_DEVICE_EMAIL=bench-user@portcullis.test
 
-port_open 18080 && { echo "latency: port 18080 is in use (is the harness running?)" >&2; exit 1; }
+port_open $((18080+OFF)) && { echo "latency: port $((18080+OFF)) is in use (is the harness running? set BENCH_PORT_OFFSET)" >&2; exit 1; }
 start upstream "$UPSTREAM_CPU" "$BIN/upstream" -addr "$BENCH_UPSTREAM"
-wait_port 18080 || { cat "$WORK/upstream.log" >&2; exit 1; }
+wait_port $((18080+OFF)) || { cat "$WORK/upstream.log" >&2; exit 1; }
 
-declare -A BASE=([goproxy]=18101 [caddy]=18131 [traefik]=18141 [portcullis]=18161)
+declare -A BASE=([goproxy]=$((18101+OFF)) [caddy]=$((18131+OFF)) [traefik]=$((18141+OFF)) [portcullis]=$((18161+OFF)))
 ACTIVE=""
 for t in $ONLY; do
   [ -n "${BASE[$t]:-}" ] || { log "unknown target $t"; continue; }
@@ -98,6 +101,7 @@ for t in $ONLY; do
              render "$shared/conf/traefik.yml" "$dir/traefik.yml"; render "$shared/conf/traefik-dynamic.yml" "$dir/traefik-dynamic.yml"
              start "$t" "$TARGET_CPU" "$BIN/traefik" --configFile="$dir/traefik.yml" ;;
     portcullis) render "$here/${PORTCULLIS_BENCH_CONFIG:-portcullis.yaml}" "$BENCH_CONFIG"
+                sed -i "s/127\.0\.0\.1:18169/127.0.0.1:$((18169+OFF))/" "$BENCH_CONFIG"   # the admin listener
                 start "$t" "$TARGET_CPU" "$here/portcullis.sh" ;;
   esac
   if wait_port $((b+1)) && wait_port $((b+2)); then ACTIVE="$ACTIVE $t"; else log "$t did not start: skipped"; tail -5 "$WORK/$t.log" >&2; fi
@@ -119,8 +123,10 @@ OUT="$RESULTS/latency.tsv"
 printf 'scenario\ttarget\tload_pct\trate\trequests\terrors\tachieved\tp50_ms\tp99_ms\tp999_ms\tmax_ms\tlate\tmax_rps_goproxy\n' >"$OUT"
 for s in $SCENARIOS; do
   # The floor's closed-loop maximum sets this scenario's rates.
-  max="$(taskset -c "$LOAD_CPU" "$BIN/reqload" $(args "$s" goproxy) -d 5s | field rps)"
-  log "$s: goproxy closed-loop maximum $max req/s"
+  if [ -n "$MAX_RATE" ]; then max="$MAX_RATE"; else
+    max="$(taskset -c "$LOAD_CPU" "$BIN/reqload" $(args "$s" goproxy) -d 5s | field rps)"
+    log "$s: goproxy closed-loop maximum $max req/s"
+  fi
   for pct in $LOADS; do
     rate=$(awk -v m="$max" -v p="$pct" 'BEGIN { printf "%.0f", m * p / 100 }')
     for t in $ACTIVE; do

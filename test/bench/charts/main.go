@@ -181,6 +181,9 @@ func barChart(title, unit string, d chartData) string {
 		barW, gap, left, top, plotH, bottom = 18.0, 26.0, 70.0, 50.0, 260.0, 90.0
 	)
 	groupW := barW*float64(len(d.series)) + gap
+	for _, g := range d.groups {
+		groupW = math.Max(groupW, 6.5*float64(len(g))+10) // room for the group's label
+	}
 	width := left + groupW*float64(len(d.groups)) + 20
 	height := top + plotH + bottom
 	maxV := 0.0
@@ -204,7 +207,7 @@ func barChart(title, unit string, d chartData) string {
 	}
 	fmt.Fprintf(&b, `<text x="14" y="%.0f" transform="rotate(-90 14 %.0f)" text-anchor="middle">%s</text>`+"\n", top+plotH/2, top+plotH/2, html.EscapeString(unit))
 	for gi, g := range d.groups {
-		x0 := left + gap/2 + float64(gi)*groupW
+		x0 := left + (groupW-barW*float64(len(d.series)))/2 + float64(gi)*groupW
 		for si := range d.series {
 			v := d.values[gi][si]
 			if math.IsNaN(v) {
