@@ -56,7 +56,9 @@ var allowed = map[string]struct {
 	"cmd/portcullis": {[]string{
 		"certs", "certs/devca", "enforcement", "gateway", "internal/conf", "posture", "posture/feeds", "posture/redis",
 	}, "the CLI over the gateway and its parts"},
-	"test": {nil, "end-to-end tests drive the built binary, not its packages"},
+	"test":                {nil, "end-to-end tests drive the built binary, not its packages"},
+	"test/bench/openload": {nil, "a load generator: it speaks HTTP, and knows nothing of the gateway"},
+	"test/bench/charts":   {nil, "draws the benchmark report's charts from result files"},
 }
 
 // stdForbidden lists standard packages a module package must not import.
