@@ -13,6 +13,7 @@ import (
 	"portcullis/enforcement"
 	"portcullis/gateway/audit"
 	"portcullis/gateway/console"
+	"portcullis/gateway/tunnel"
 	"portcullis/internal/conf"
 	"portcullis/posture"
 	redisstore "portcullis/posture/redis"
@@ -48,6 +49,9 @@ type Config struct {
 	Assertion AssertionConfig `yaml:"assertion"`
 	// Resources are the protected applications, matched by host and path.
 	Resources []ResourceConfig `yaml:"resources"`
+	// Tunnels are the tunnel resources: CONNECT endpoints, matched by the
+	// proxy host a client connects to (docs/tunnels.md).
+	Tunnels []tunnel.Config `yaml:"tunnels"`
 	// Limits bound what one client can make the gateway hold.
 	Limits LimitsConfig `yaml:"limits"`
 	// Shutdown is how long in-flight requests may take to finish on
@@ -267,6 +271,9 @@ func (c *Config) applyDefaults() {
 	if c.Shutdown == 0 {
 		c.Shutdown = conf.Duration(15e9)
 	}
+	for i := range c.Tunnels {
+		c.Tunnels[i].ApplyDefaults()
+	}
 	for i := range c.Resources {
 		r := &c.Resources[i]
 		if len(r.Paths) == 0 {
@@ -351,8 +358,8 @@ func (c *Config) Validate() error {
 	if c.Assertion.Lifetime.Std() < 30e9 {
 		errs = append(errs, conf.Errorf("assertion.lifetime", "must be at least 30s"))
 	}
-	if len(c.Resources) == 0 {
-		errs = append(errs, conf.Errorf("resources", "no resources: the gateway would deny everything"))
+	if len(c.Resources) == 0 && len(c.Tunnels) == 0 {
+		errs = append(errs, conf.Errorf("resources", "no resources or tunnels: the gateway would deny everything"))
 	}
 	names := map[string]bool{}
 	caNames := map[string]bool{}
@@ -408,6 +415,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, conf.Errorf(key+".policy.login", "unknown identity provider %q (configure it under identity, or use none)", login))
 		}
 	}
+	errs = append(errs, c.validateTunnels(names, caNames))
 	return errors.Join(errs...)
 }
 

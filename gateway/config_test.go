@@ -84,10 +84,11 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("listen: [{address: '127.0.0.1:1', hosts: {'*.a': required}}]\n" + minimalConfig))
 	f.Add([]byte("resources: [{name: a, hosts: ['*.'], paths: [x], upstream: 'h2c://[::1]:1', policy: {when: 'true'}}]"))
 	f.Add([]byte("admin: {console: {enabled: true, host: c.example, login: saml:x, groups: [ops], policy: {device: {certificate: optional}}, session_key_file: k}}\n" + minimalConfig))
+	f.Add([]byte(tunnelConfig))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseConfig("fuzz.yaml", b)
-		if err == nil && (c == nil || len(c.Resources) == 0 || len(c.Listen) == 0) {
-			t.Fatal("accepted a configuration without resources or listeners")
+		if err == nil && (c == nil || len(c.Resources)+len(c.Tunnels) == 0 || len(c.Listen) == 0) {
+			t.Fatal("accepted a configuration without resources, tunnels or listeners")
 		}
 		for _, e := range conf.Flatten(err) {
 			var pe *conf.PosError

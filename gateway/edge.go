@@ -30,7 +30,8 @@ const (
 )
 
 // allowedMethods is the Allow header of a 405: every method a resource
-// may be reached with. CONNECT needs a tunnel resource, and there is none.
+// may be reached with. CONNECT needs a tunnel resource for the host the
+// connection was made to, and there is none.
 var allowedMethods = []string{"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"}
 
 // serveEdge applies the request-edge rules (docs/requests.md) before
@@ -42,6 +43,10 @@ var allowedMethods = []string{"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"}
 // returns the path. It returns false when it answered the request.
 func (g *Gateway) serveEdge(w http.ResponseWriter, r *http.Request, s *snapshot, reqID string, start time.Time) (string, bool) {
 	if r.Method == http.MethodConnect && !isConnectWebsocket(r) {
+		if t := s.tunnels.match(r); t != nil {
+			g.serveTunnel(w, r, s, t, reqID, start)
+			return "", false
+		}
 		w.Header()["Allow"] = allowedMethods
 		g.refuseEdge(w, r, reqID, start, http.StatusMethodNotAllowed, reasonMethodNotAllowed,
 			"CONNECT is answered only by tunnel resources, and none is configured for this host.")

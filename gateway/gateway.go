@@ -59,6 +59,7 @@ type Gateway struct {
 	ids         *idGen
 	adminToken  conf.Secret
 	live        *liveRegistry
+	tunnels     *tunnelState
 	limiter     *limiter
 	console     *console.Console // nil when admin.console is off
 	certGen     atomic.Uint64    // bumped when a CRL refresh revokes certificates
@@ -111,6 +112,9 @@ func open(ctx context.Context, path string, cfg *Config, opts Options) (*Gateway
 		Help: "Requests being proxied now (websockets and streams included), watched by the re-evaluator.",
 	}, func() float64 { return float64(g.live.Len()) }))
 	if g.feedMetrics, err = feeds.NewMetrics(g.reg); err != nil {
+		return nil, err
+	}
+	if g.tunnels, err = newTunnelState(g.reg); err != nil {
 		return nil, err
 	}
 	var errs []error // problems that do not stop the build
@@ -386,8 +390,12 @@ func (g *Gateway) reevaluator(changes <-chan posture.Change) *enforcement.Reeval
 		// policies, so a reload that tightens one closes what it no
 		// longer allows at the next sweep (within a second).
 		Policies: func(name string) *enforcement.Policy {
-			if res := g.cur.Load().byName[name]; res != nil {
+			s := g.cur.Load()
+			if res := s.byName[name]; res != nil {
 				return res.policy
+			}
+			if t := s.tunnels.byName[name]; t != nil {
+				return t.Policy
 			}
 			return nil
 		},

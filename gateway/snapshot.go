@@ -34,6 +34,7 @@ type snapshot struct {
 	system    map[string]http.Handler // exact paths under /.portcullis/ and /.well-known/portcullis/
 	logins    *identity.Set           // by policy.login name
 	feeds     []feeds.Receiver
+	tunnels   *tunnelTable
 	strip     []string // canonical header names to remove
 
 	altSvc      string
@@ -188,6 +189,9 @@ func (g *Gateway) build(ctx context.Context, cfg *Config) (*snapshot, error) {
 		s.resources = append(s.resources, res)
 	}
 	if err := g.buildConsoleResource(cfg, s); err != nil {
+		errs = append(errs, err)
+	}
+	if err := buildTunnels(cfg, s); err != nil {
 		errs = append(errs, err)
 	}
 	s.router = newRouter(s.resources)

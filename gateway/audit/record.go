@@ -33,6 +33,11 @@ type Record struct {
 	Total           time.Duration // from arrival to the last byte sent
 	BytesOut        int64         // response body bytes sent to the client; for a websocket, its frames
 	BytesIn         int64         // request body bytes read from the client; for a websocket, its frames
+
+	// Tunnels only; records of other requests leave them empty, and empty
+	// values are not written.
+	Event       string // "tunnel_open" or "tunnel_end"
+	Destination string // the address the tunnel dialed, ip:port
 }
 
 // maxField bounds each string field of a record, in bytes, so a huge URL
@@ -83,6 +88,12 @@ func appendRecord(b []byte, rec *Record, now time.Time) []byte {
 	b = strconv.AppendInt(b, max(rec.BytesOut, 0), 10)
 	b = append(b, `,"bytes_in":`...)
 	b = strconv.AppendInt(b, max(rec.BytesIn, 0), 10)
+	if rec.Event != "" {
+		b = appendField(b, "event", rec.Event)
+	}
+	if rec.Destination != "" {
+		b = appendField(b, "destination", rec.Destination)
+	}
 	return append(b, '}')
 }
 

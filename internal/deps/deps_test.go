@@ -47,14 +47,16 @@ var allowed = map[string]struct {
 	"gateway/audit":     {[]string{"internal/conf", "internal/jsonx"}, "writes decision records; a leaf"},
 	"gateway/console": {[]string{"enforcement", "gateway/audit", "internal/conf", "posture", "posture/feeds"},
 		"the admin console reads the gateway through interfaces it declares; never the gateway itself"},
+	"gateway/tunnel": {[]string{"enforcement", "internal/conf"},
+		"the tunnel endpoint's own parts and the connect client; the gateway routes, gathers and decides for it"},
 	"gateway": {[]string{
-		"certs", "certs/devca", "enforcement", "gateway/assertion", "gateway/audit", "gateway/console",
+		"certs", "certs/devca", "enforcement", "gateway/assertion", "gateway/audit", "gateway/console", "gateway/tunnel",
 		"identity", "identity/oidc", "identity/saml", "identity/session",
 		"internal/conf", "internal/deny", "posture", "posture/feeds", "posture/redis",
 	}, "composes every layer below it"},
 
 	"cmd/portcullis": {[]string{
-		"certs", "certs/devca", "enforcement", "gateway", "internal/conf", "posture", "posture/feeds", "posture/redis",
+		"certs", "certs/devca", "enforcement", "gateway", "gateway/tunnel", "internal/conf", "posture", "posture/feeds", "posture/redis",
 	}, "the CLI over the gateway and its parts"},
 	"test":                {nil, "end-to-end tests drive the built binary, not its packages"},
 	"test/bench/openload": {nil, "a load generator: it speaks HTTP, and knows nothing of the gateway"},
