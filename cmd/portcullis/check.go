@@ -23,6 +23,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %d problem(s)\n", *config, len(errs))
 		return 1
 	}
+	if len(cfg.Tunnels) > 0 {
+		fmt.Fprintf(stdout, "%s: OK (%d resources, %d tunnels, %d listeners)\n", *config, len(cfg.Resources), len(cfg.Tunnels), len(cfg.Listen))
+		return 0
+	}
 	fmt.Fprintf(stdout, "%s: OK (%d resources, %d listeners)\n", *config, len(cfg.Resources), len(cfg.Listen))
 	return 0
 }

@@ -11,6 +11,7 @@ import (
 	"portcullis/certs"
 	"portcullis/enforcement"
 	"portcullis/gateway"
+	"portcullis/gateway/tunnel"
 	"portcullis/posture"
 )
 
@@ -20,7 +21,9 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "portcullis.yaml", "configuration file")
-	resName := fs.String("resource", "", "resource name (required)")
+	resName := fs.String("resource", "", "resource name (this or --tunnel is required)")
+	tunName := fs.String("tunnel", "", "tunnel resource name: explain a CONNECT to --dest")
+	dest := fs.String("dest", "", "with --tunnel: the CONNECT target, host:port")
 	deviceID := fs.String("device", "", "device id from the certificate (none: no certificate)")
 	caName := fs.String("ca", "", "device CA name (default: the only configured CA)")
 	user := fs.String("user", "", "user id (login subject, or the certificate's user)")
@@ -39,8 +42,8 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *resName == "" {
-		fmt.Fprintln(stderr, "portcullis explain: --resource is required")
+	if (*resName == "") == (*tunName == "") || (*tunName != "") != (*dest != "") {
+		fmt.Fprintln(stderr, "portcullis explain: want --resource NAME, or --tunnel NAME with --dest HOST:PORT")
 		return 2
 	}
 	cfg, err := gateway.LoadConfig(*config)
@@ -48,25 +51,36 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	var rc *gateway.ResourceConfig
-	for i := range cfg.Resources {
-		if cfg.Resources[i].Name == *resName {
-			rc = &cfg.Resources[i]
-		}
-	}
-	if rc == nil {
-		fmt.Fprintf(stderr, "portcullis explain: no resource named %q\n", *resName)
-		return 1
-	}
-	pol, err := enforcement.Compile(rc.Policy, enforcement.Defaults{MaxPostureAge: cfg.Posture.MaxAge.Std()})
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
 	now := time.Now()
 	in := enforcement.Input{Now: now, Request: enforcement.Request{Method: *method, Host: *host, Path: *path, Protocol: "HTTP/2.0"}}
-	if *host == "" && len(rc.Hosts) > 0 {
-		in.Request.Host = rc.Hosts[0]
+	var rc *gateway.ResourceConfig
+	var tun *tunnel.Tunnel
+	var pol *enforcement.Policy
+	if *tunName != "" {
+		if tun, err = explainTunnel(cfg, *tunName); err != nil {
+			fmt.Fprintf(stderr, "portcullis explain: %v\n", err)
+			return 1
+		}
+		pol = tun.Policy
+		rc = &gateway.ResourceConfig{Name: tun.Name, Remediation: tun.Remediation}
+		in.Request = enforcement.Request{Method: "CONNECT", Host: *dest, Protocol: "HTTP/2.0"}
+	} else {
+		for i := range cfg.Resources {
+			if cfg.Resources[i].Name == *resName {
+				rc = &cfg.Resources[i]
+			}
+		}
+		if rc == nil {
+			fmt.Fprintf(stderr, "portcullis explain: no resource named %q\n", *resName)
+			return 1
+		}
+		if pol, err = enforcement.Compile(rc.Policy, enforcement.Defaults{MaxPostureAge: cfg.Posture.MaxAge.Std()}); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if *host == "" && len(rc.Hosts) > 0 {
+			in.Request.Host = rc.Hosts[0]
+		}
 	}
 	if *deviceID != "" {
 		ca := *caName
@@ -160,6 +174,9 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	if d.Verdict != enforcement.Allow {
 		return 3 // scripts can tell a deny from an error
+	}
+	if tun != nil {
+		return explainDest(stdout, stderr, cfg, tun, *dest)
 	}
 	return 0
 }

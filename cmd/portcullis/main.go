@@ -1,6 +1,7 @@
 // Command portcullis is the Portcullis zero-trust gateway: serve runs it,
 // check validates a configuration, explain dry-runs a decision, ca manages
-// a dev device CA, and feed posts a signed posture event.
+// a dev device CA, feed posts a signed posture event, and connect is the
+// tunnel client.
 package main
 
 import (
@@ -40,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRevoke(rest, stdout, stderr)
 	case "store":
 		return cmdStore(rest, stdout, stderr)
+	case "connect":
+		return cmdConnect(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "portcullis", buildVersion())
 		return 0
@@ -66,6 +69,8 @@ commands:
   revoke   --user U | --device CA/ID | --session S
                                     revoke through the admin API; live connections close
   store    export|import            move the store's records between state.dir and Redis
+  connect  --proxy HOST:PORT --forward LISTEN=TARGET --cert F --key F
+                                    carry local TCP connections through tunnels (CONNECT)
   version                           print the version
 
 Run "portcullis <command> -h" for a command's flags.
