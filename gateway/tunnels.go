@@ -255,6 +255,15 @@ func (g *Gateway) serveTunnel(w http.ResponseWriter, r *http.Request, s *snapsho
 func (g *Gateway) carryTunnel(w http.ResponseWriter, r *http.Request, t *tunnelRes, in *enforcement.Input, up net.Conn, rec *audit.Record) {
 	rec.Destination = up.RemoteAddr().String()
 	ctx, live := g.live.trackTunnel(r.Context(), t.res, in, uint64(rec.Time.UnixNano()), rec.RequestID)
+	if g.runCtx != nil {
+		// A tunnel has no natural end a graceful shutdown could wait
+		// for: close it when the gateway starts to stop.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(g.runCtx, cancel)
+		defer stop()
+	}
 	open := g.tunnels.metrics.Open.WithLabelValues(t.Name, rec.Protocol)
 	opened := false
 	res := tunnel.Serve(ctx, w, r, up, tunnel.Options{Idle: t.Idle, Max: t.Max, BytesIn: &live.bytesIn, BytesOut: &live.bytesOut,
