@@ -42,7 +42,7 @@ type tunnelEnv struct {
 
 const tunnelDevice = "6c0a3d2e-1f4b-4e8a-9c7d-5b2a1e0f3c4d"
 
-func startTunnelEnv(t *testing.T) *tunnelEnv {
+func startTunnelEnv(t testing.TB) *tunnelEnv {
 	t.Helper()
 	dir := t.TempDir()
 	srv, err := devca.InitFiles(dir, "server-ca", "Tunnel Test Server CA")
@@ -129,7 +129,7 @@ tunnels:
 }
 
 // startEcho runs a TCP server that writes back what it reads.
-func startEcho(t *testing.T) string {
+func startEcho(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -154,7 +154,7 @@ func startEcho(t *testing.T) string {
 
 var postureSeq int
 
-func (e *tunnelEnv) setCompliant(t *testing.T, ok bool) {
+func (e *tunnelEnv) setCompliant(t testing.TB, ok bool) {
 	t.Helper()
 	c := posture.NotCompliant
 	if ok {
@@ -174,7 +174,7 @@ func (e *tunnelEnv) setCompliant(t *testing.T, ok bool) {
 
 // client returns a tunnel client for proxy host (localhost or 127.0.0.1)
 // over transport, presenting the device certificate.
-func (e *tunnelEnv) client(t *testing.T, host string, tr tunnel.Transport) *tunnel.Client {
+func (e *tunnelEnv) client(t testing.TB, host string, tr tunnel.Transport) *tunnel.Client {
 	_, port, _ := net.SplitHostPort(e.addr)
 	_, port3, _ := net.SplitHostPort(e.h3addr)
 	c := &tunnel.Client{Proxy: net.JoinHostPort(host, port), ProxyH3: "127.0.0.1:" + port3, Transport: tr,
