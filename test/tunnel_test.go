@@ -233,6 +233,11 @@ func TestTunnelClosedBySignal(t *testing.T) {
 			}
 			ended := make(chan time.Time, 1)
 			go func() { c.Read(make([]byte, 1)); ended <- time.Now() }()
+			// Posture is ordered by whole seconds: setCompliant waits for
+			// the next one when needed, which is no part of the latency.
+			if last, ok := e.reported[e.dev1ID]; ok {
+				time.Sleep(time.Until(last.Truncate(time.Second).Add(time.Second)))
+			}
 			signalled := time.Now()
 			e.setCompliant(e.dev1ID, false)
 			select {
