@@ -213,7 +213,7 @@ func (g *Gateway) serveTunnel(w http.ResponseWriter, r *http.Request, s *snapsho
 	dec := enforcement.Decide(t.Policy, &in)
 	rec.DecisionLatency = time.Since(start)
 	rec.Verdict, rec.Reason, rec.Rule = dec.Verdict.String(), string(dec.Reason), dec.Rule
-	g.metrics.decision(&t.res.counters, t.Name, dec, rec.DecisionLatency)
+	g.metrics.decision(&t.res.metrics, t.Name, dec, rec.DecisionLatency)
 	if dec.Verdict != enforcement.Allow {
 		// 407 when a user token would help (the policy has a login); a
 		// missing device certificate is no matter of proxy credentials.
