@@ -77,7 +77,15 @@ func liveEntryOf(r *http.Request) *liveEntry {
 // proxy: r with e as its context, which the registry can cancel. The
 // caller must call e.done when the request ends.
 func (reg *liveRegistry) track(r *http.Request, e *liveEntry, res *resource, in *enforcement.Input, seq uint64, reqID string) *http.Request {
-	e.Context, e.cancel = context.WithCancelCause(r.Context())
+	reg.register(r.Context(), e, res, in, seq, reqID)
+	return r.WithContext(e)
+}
+
+// register makes e a live request of res under parent: e becomes a
+// context the registry can cancel, and the re-evaluator sees it until
+// [liveEntry.done]. Proxied requests and tunnels both register here.
+func (reg *liveRegistry) register(parent context.Context, e *liveEntry, res *resource, in *enforcement.Input, seq uint64, reqID string) {
+	e.Context, e.cancel = context.WithCancelCause(parent)
 	e.requestID, e.resource, e.started = reqID, res.name, in.Now
 	e.Tracked = enforcement.Tracked{Resource: res.name, Policy: res.policy, Request: in.Request, Device: in.Device, Subject: in.Subject}
 	e.Tracked.Close = e.close
@@ -85,7 +93,6 @@ func (reg *liveRegistry) track(r *http.Request, e *liveEntry, res *resource, in 
 	e.shard.mu.Lock()
 	e.shard.m[&e.Tracked] = e
 	e.shard.mu.Unlock()
-	return r.WithContext(e)
 }
 
 // Error makes a closed entry the cause of its context's cancellation.

@@ -301,15 +301,9 @@ func (g *Gateway) carryTunnel(w http.ResponseWriter, r *http.Request, t *tunnelR
 // for a proxied request, and returns the context that re-evaluation
 // cancels to close it.
 func (reg *liveRegistry) trackTunnel(ctx context.Context, res *resource, in *enforcement.Input, seq uint64, reqID string) (context.Context, *liveEntry) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	e := &liveEntry{cancel: cancel, requestID: reqID, resource: res.name, started: in.Now}
-	e.Tracked = enforcement.Tracked{Resource: res.name, Policy: res.policy, Request: in.Request, Device: in.Device, Subject: in.Subject}
-	e.Tracked.Close = e.close
-	e.shard = &reg.shards[seq%uint64(len(reg.shards))]
-	e.shard.mu.Lock()
-	e.shard.m[&e.Tracked] = e
-	e.shard.mu.Unlock()
-	return ctx, e
+	e := &liveEntry{}
+	reg.register(ctx, e, res, in, seq, reqID)
+	return e, e
 }
 
 // tunnelUser is whom max_per_user counts a tunnel against: the user, or,
