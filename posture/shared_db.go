@@ -1,7 +1,6 @@
 package posture
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -467,64 +466,11 @@ func (db *DB) stagedRevocation(st *txState, key string) *Revocation {
 
 // Replace makes the copy exactly recs (a full load of the shared store),
 // current to revision rev, and tells subscribers to re-evaluate
-// everything. The event-id cache is dropped too: the backend remembers
-// what it holds. Corrupt records are reported and ignored.
+// everything. It is [DB.NewLoad], [Load.Add] and [Load.Commit] in one.
 func (db *DB) Replace(recs []Record, rev uint64) {
-	db.commitMu.Lock()
-	for i := range db.devices {
-		s := &db.devices[i]
-		s.mu.Lock()
-		s.m = map[DeviceKey]*Device{}
-		s.mu.Unlock()
-		u := &db.users[i]
-		u.mu.Lock()
-		u.m = map[string]*UserRisk{}
-		u.mu.Unlock()
-		db.revs.sessions[i].m.Store(nil)
-		db.revs.users[i].m.Store(nil)
-		db.revs.devices[i].m.Store(nil)
-	}
-	db.nDevices.Store(0)
-	db.nRecords.Store(0)
-	db.nUsers.Store(0)
-	db.revs.n.Store(0)
-	db.dedup = map[string]time.Time{}
-	db.cursorMu.Lock()
-	db.cursors = map[string]string{}
-	db.cursorMu.Unlock()
-
-	// Group device records first: building each device once keeps a load
-	// of a million devices linear.
-	st := db.newTxState(db.now().Round(0).UTC())
-	devs := map[DeviceKey][]Posture{}
-	for _, rec := range recs {
-		if rec.Bucket != BucketDevices {
-			db.installLocked(st, rec)
-			continue
-		}
-		key, p, ok := db.decodeDeviceRecord(rec)
-		if ok && p != nil {
-			devs[key] = append(devs[key], *p)
-		}
-	}
-	for key, ps := range devs {
-		// A scan may return a record twice; the later revision wins.
-		slices.SortFunc(ps, func(a, b Posture) int {
-			if c := strings.Compare(a.Source, b.Source); c != 0 {
-				return c
-			}
-			return cmp.Compare(b.Rev, a.Rev)
-		})
-		ps = slices.CompactFunc(ps, func(a, b Posture) bool { return a.Source == b.Source })
-		st.devices[key] = &Device{Key: key, Records: ps}
-	}
-	db.publishRecordsLocked(st)
-	db.subs.publish([]Change{{Lost: true, At: st.now}})
-	db.commitMu.Unlock()
-	db.applied.mu.Lock()
-	db.applied.rev = 0 // a new generation may count from 1 again
-	db.applied.mu.Unlock()
-	db.applied.advance(rev)
+	l := db.NewLoad(len(recs))
+	l.Add(recs)
+	l.Commit(rev)
 }
 
 // Corrupt returns how many records of the shared store could not be read

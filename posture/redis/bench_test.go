@@ -68,6 +68,7 @@ func BenchmarkIngest(b *testing.B) {
 		start = time.Now()
 		ingest(b, emb, n, batch, writers, fmt.Sprint("e", round))
 		embRate := float64(n) / time.Since(start).Seconds()
+		b.Logf("redis %.0f events/s, embedded %.0f events/s, ratio %.2f", redisRate, embRate, redisRate/embRate)
 		b.ReportMetric(redisRate, "redis_events/s")
 		b.ReportMetric(embRate, "embedded_events/s")
 		b.ReportMetric(redisRate/embRate, "redis/embedded")
@@ -115,8 +116,10 @@ func BenchmarkLoadMillionDevices(b *testing.B) {
 		if got := s.DB().Stats().Devices; got != n {
 			b.Fatalf("loaded %d devices, want %d", got, n)
 		}
+		heap := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
+		b.Logf("load %.2f s, heap %.0f MiB", took.Seconds(), heap)
 		b.ReportMetric(took.Seconds(), "load_s")
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap_MiB")
+		b.ReportMetric(heap, "heap_MiB")
 		cancel()
 		<-done
 		s.DB().Close()

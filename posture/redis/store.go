@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"portcullis/posture"
 )
@@ -342,56 +344,68 @@ func (s *Store) ensureGeneration(ctx context.Context) (string, error) {
 }
 
 // scanCount is how many fields one HSCAN asks for.
-const scanCount = 10000
+const scanCount = 20000
 
 // load reads the whole store into the copy. If the generation changed
 // under a loaded copy, Redis lost its data: the copy's revocations are
 // written back (they only ever tighten, so that is safe), and posture and
 // risk must come again from the feeds.
+//
+// One goroutine scans while the others decode what it read, so the
+// round trips to Redis overlap with the decoding, which runs on every
+// core.
 func (s *Store) load(ctx context.Context, gen string) error {
 	start := time.Now()
 	rev, err := s.c.Get(ctx, s.k.rev).Uint64()
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return err
 	}
-	var recs []posture.Record
-	for _, h := range []struct {
-		b   posture.Bucket
-		key string
-	}{
-		{posture.BucketDevices, s.k.devices},
-		{posture.BucketUsers, s.k.users},
-		{posture.BucketRevocations, s.k.revocations},
-		{posture.BucketCursors, s.k.cursors},
-	} {
-		n, err := s.c.HLen(ctx, h.key).Result()
+	hashes := []scanned{
+		{b: posture.BucketDevices, key: s.k.devices},
+		{b: posture.BucketUsers, key: s.k.users},
+		{b: posture.BucketRevocations, key: s.k.revocations},
+		{b: posture.BucketCursors, key: s.k.cursors},
+	}
+	for i := range hashes {
+		n, err := s.c.HLen(ctx, hashes[i].key).Result()
 		if err != nil {
-			return fmt.Errorf("loading %s: %w", h.b, err)
+			return fmt.Errorf("loading %s: %w", hashes[i].b, err)
 		}
-		// HSCAN returns every field present throughout the scan at least
-		// once; bound the loop well above what that takes.
-		limit := 2*n/scanCount + 100
-		var cursor uint64
-		for i := int64(0); ; i++ {
-			if i > limit {
-				return fmt.Errorf("loading %s: scan did not finish in %d rounds", h.b, limit)
+		hashes[i].n = n
+	}
+	l := s.db.NewLoad(int(hashes[0].n))
+	batches := make(chan scanBatch, 2)
+	var records atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(batches)
+		for _, h := range hashes {
+			if err := s.scan(gctx, h, batches); err != nil {
+				return err
 			}
-			kv, next, err := s.c.HScan(ctx, h.key, cursor, "", scanCount).Result()
-			if err != nil {
-				return fmt.Errorf("loading %s: %w", h.b, err)
-			}
-			for j := 0; j+1 < len(kv); j += 2 {
-				r, v, ok := splitStored(kv[j+1])
-				if !ok {
-					s.foreign(h.b, kv[j])
-					continue
+		}
+		return nil
+	})
+	for range max(runtime.GOMAXPROCS(0), 1) {
+		g.Go(func() error {
+			for sb := range batches {
+				recs := make([]posture.Record, 0, len(sb.kv)/2)
+				for j := 0; j+1 < len(sb.kv); j += 2 {
+					r, v, ok := splitStored(sb.kv[j+1])
+					if !ok {
+						s.foreign(sb.b, sb.kv[j])
+						continue
+					}
+					recs = append(recs, posture.Record{Bucket: sb.b, Key: sb.kv[j], Value: v, Rev: r})
 				}
-				recs = append(recs, posture.Record{Bucket: h.b, Key: kv[j], Value: v, Rev: r})
+				l.Add(recs)
+				records.Add(int64(len(recs)))
 			}
-			if cursor = next; cursor == 0 {
-				break
-			}
-		}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	old := s.generation()
 	lost := old != "" && old != gen
@@ -403,9 +417,9 @@ func (s *Store) load(ctx context.Context, gen string) error {
 		})
 	}
 	s.gen.Store(&gen)
-	s.db.Replace(recs, rev)
+	l.Commit(rev)
 	s.rev, s.full = rev, false
-	s.log.Info("shared store loaded", "records", len(recs), "rev", rev,
+	s.log.Info("shared store loaded", "records", records.Load(), "rev", rev,
 		"duration", time.Since(start).Round(time.Millisecond).String())
 	if lost {
 		s.log.Error("the shared store lost its data (Redis restarted empty or was flushed): posture and risk must be sent again; writing back this replica's revocations",
@@ -423,4 +437,42 @@ func (s *Store) load(ctx context.Context, gen string) error {
 		}
 	}
 	return nil
+}
+
+// scanned is one hash the load reads, with its length when it started.
+type scanned struct {
+	b   posture.Bucket
+	key string
+	n   int64
+}
+
+// scanBatch is one HSCAN reply: field, value, field, value…
+type scanBatch struct {
+	b  posture.Bucket
+	kv []string
+}
+
+// scan reads one hash with HSCAN and hands each reply to out.
+func (s *Store) scan(ctx context.Context, h scanned, out chan<- scanBatch) error {
+	// HSCAN returns every field present throughout the scan at least
+	// once; bound the loop well above what that takes.
+	limit := 2*h.n/scanCount + 100
+	var cursor uint64
+	for i := int64(0); ; i++ {
+		if i > limit {
+			return fmt.Errorf("loading %s: scan did not finish in %d rounds", h.b, limit)
+		}
+		kv, next, err := s.c.HScan(ctx, h.key, cursor, "", scanCount).Result()
+		if err != nil {
+			return fmt.Errorf("loading %s: %w", h.b, err)
+		}
+		select {
+		case out <- scanBatch{b: h.b, kv: kv}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
 }
