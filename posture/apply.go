@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -126,13 +127,30 @@ func (db *DB) submit(ctx context.Context, r *request) ([]Outcome, error) {
 
 // lead commits the queued group and passes the lead on.
 func (db *DB) lead() {
+	if db.shared != nil {
+		// The lead passes on as soon as the group's writes are
+		// computed (see commitShared). The next leader takes the queue
+		// only once a commit may start, so writers arriving meanwhile
+		// join its group instead of making small ones.
+		db.inflight <- struct{}{}
+		db.commitShared(db.takeQueue(), sync.OnceFunc(db.passLead))
+		<-db.inflight
+		return
+	}
+	db.commitGroup(db.takeQueue())
+	db.passLead()
+}
+
+func (db *DB) takeQueue() []*request {
 	db.qmu.Lock()
+	defer db.qmu.Unlock()
 	group := db.queue
 	db.queue = nil
-	db.qmu.Unlock()
+	return group
+}
 
-	db.commitGroup(group)
-
+// passLead hands the lead to the oldest waiter, or gives it up.
+func (db *DB) passLead() {
 	db.qmu.Lock()
 	if len(db.queue) == 0 {
 		db.leading = false
@@ -175,12 +193,7 @@ func (db *DB) commitGroup(group []*request) {
 		}
 		return
 	}
-	now := db.now().Round(0).UTC()
-	if db.shared != nil {
-		db.commitSharedLocked(group, now)
-		return
-	}
-	st := db.newTxState(now)
+	st := db.newTxState(db.now().Round(0).UTC())
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
 		tx := &txn{bolt: btx}
 		for _, r := range group {

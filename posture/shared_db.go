@@ -43,6 +43,7 @@ func NewShared(backend Shared, opts Options) *DB {
 	}
 	db.lastSweep = db.now()
 	db.applied.ch = make(chan struct{})
+	db.inflight = make(chan struct{}, maxInflightCommits)
 	return db
 }
 
@@ -96,36 +97,73 @@ func (db *DB) waitApplied(ctx context.Context, rev uint64) {
 	}
 }
 
-// commitSharedLocked computes the group's writes from the copy, commits
-// them to the shared backend, and on a conflict recomputes them from the
-// records the backend returned. The copy itself changes only through
-// Install, in the backend's order, so every replica applies the same
-// sequence.
-func (db *DB) commitSharedLocked(group []*request, now time.Time) {
+// maxInflightCommits bounds how many groups one replica has in flight
+// to the shared backend at once. One is best measured (BenchmarkIngest):
+// the next group grows while one flies, and Redis runs scripts one at a
+// time anyway; more make smaller groups, which cost more per event.
+const maxInflightCommits = 1
+
+// commitShared computes the group's writes from the copy, commits them to
+// the shared backend, and on a conflict recomputes them from the records
+// the backend returned. It holds commitMu while it computes, not while
+// the backend works, so the copy installs the stream meanwhile and the
+// last group's writers, waiting for their own writes to show, are
+// answered; it calls handoff once the first computation is done, so that
+// the next group can form. Groups in flight together are kept apart by
+// the backend's conditions: one that meets another's writes conflicts
+// and is recomputed on top of them. The copy itself changes
+// only through Install, in the backend's order, so every replica applies
+// the same sequence.
+func (db *DB) commitShared(group []*request, handoff func()) {
+	defer handoff()
+	defer func() {
+		for _, r := range group {
+			close(r.done)
+		}
+	}()
 	fail := func(err error) {
 		for _, r := range group {
 			r.outcomes, r.err = nil, err
 		}
 	}
+	db.commitMu.Lock()
+	if db.closed.Load() {
+		db.commitMu.Unlock()
+		fail(ErrClosed)
+		return
+	}
+	db.flying.Add(1)
+	defer db.flying.Done()
+	now := db.now().Round(0).UTC()
 	overlay := map[string]Record{} // bucket and key → the backend's current record
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
+		if attempt > 0 {
+			db.commitMu.Lock()
+		}
 		st := db.newTxState(now)
 		db.seedLocked(st, overlay)
 		tx := &txn{base: func(b Bucket, k string) uint64 { return db.baseRevLocked(overlay, b, k) }}
+		var err error
 		for _, r := range group {
-			if err := db.applyRequest(tx, st, r); err != nil {
-				fail(fmt.Errorf("posture: commit: %w", err))
-				return
+			if err = db.applyRequest(tx, st, r); err != nil {
+				break
 			}
 		}
-		if err := db.sweepLocked(tx, st); err != nil {
+		if err == nil {
+			err = db.sweepLocked(tx, st)
+		}
+		if err != nil {
+			db.commitMu.Unlock()
 			fail(fmt.Errorf("posture: commit: %w", err))
 			return
 		}
 		if len(tx.ops) == 0 {
 			db.publishDedupLocked(st)
+			db.commitMu.Unlock()
 			return
 		}
+		db.commitMu.Unlock()
+		handoff()
 		ctx, cancel := context.WithTimeout(context.Background(), sharedCommitTimeout)
 		rev, err := db.shared.Commit(ctx, tx.ops)
 		cancel()
@@ -145,7 +183,9 @@ func (db *DB) commitSharedLocked(group []*request, now time.Time) {
 			fail(fmt.Errorf("posture: commit: %w", err))
 			return
 		}
+		db.commitMu.Lock()
 		db.publishDedupLocked(st)
+		db.commitMu.Unlock()
 		for _, r := range group {
 			r.rev = rev
 		}

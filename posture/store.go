@@ -48,10 +48,14 @@ type DB struct {
 	applied   appliedRev
 	corrupt   atomic.Int64 // shared records that could not be read
 	conflicts atomic.Int64
-	log       *slog.Logger
-	now       func() time.Time
-	dedupTTL  time.Duration
-	revTTL    time.Duration
+	// A shared store commits several groups at once: inflight bounds
+	// them, and flying counts those Close must wait for.
+	inflight chan struct{}
+	flying   sync.WaitGroup
+	log      *slog.Logger
+	now      func() time.Time
+	dedupTTL time.Duration
+	revTTL   time.Duration
 
 	devices [shardCount]deviceShard
 	users   [shardCount]userShard
@@ -246,6 +250,14 @@ func (db *DB) load() error {
 func (db *DB) Close() error {
 	if db.closed.Swap(true) {
 		return nil
+	}
+	if db.shared != nil {
+		// A group computes under commitMu and joins flying before it
+		// lets go of it; once closed is set no group starts, so after
+		// one pass through commitMu flying only shrinks.
+		db.commitMu.Lock()
+		db.commitMu.Unlock()
+		db.flying.Wait()
 	}
 	db.commitMu.Lock()
 	defer db.commitMu.Unlock()
