@@ -90,7 +90,7 @@ func (r *redisPeer) kill() {
 // replicaEnvs returns n gateways' environments sharing e's certificates,
 // feed secret and upstream, each with its own ports and state directory,
 // all on the Redis store at addr.
-func replicaEnvs(t *testing.T, e *env, n int, addr string) []*env {
+func replicaEnvs(t testing.TB, e *env, n int, addr string) []*env {
 	t.Helper()
 	base, err := os.ReadFile(e.cfgPath)
 	if err != nil {
