@@ -46,6 +46,9 @@ func BenchmarkSignalToClosed(b *testing.B) {
 		b.Skipf("%d websockets need %d open files; the hard limit is %d", devices*perDevice, need, lim.Max)
 	}
 	e := newEnv(b)
+	// Every websocket comes from 127.0.0.1: lift the per-IP cap on
+	// concurrent upstream requests (limits.upstream.per_ip, 512).
+	e.withLimits(fmt.Sprintf("  upstream: {per_ip: %d}", devices*perDevice))
 	e.start()
 
 	ca, err := devca.LoadFiles(e.dir, "device-ca")
