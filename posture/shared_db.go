@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -16,31 +15,8 @@ import (
 // with [DB.Install]; reads answer from memory exactly as the embedded
 // store's do, never waiting on the backend.
 func NewShared(backend Shared, opts Options) *DB {
-	db := &DB{
-		shared:   backend,
-		log:      opts.Logger,
-		now:      opts.Now,
-		dedupTTL: opts.DedupTTL,
-		dedup:    map[string]time.Time{},
-		revTTL:   opts.RevocationTTL,
-		cursors:  map[string]string{},
-	}
-	if db.revTTL <= 0 {
-		db.revTTL = DefaultRevocationTTL
-	}
-	if db.log == nil {
-		db.log = slog.New(slog.DiscardHandler)
-	}
-	if db.now == nil {
-		db.now = time.Now
-	}
-	if db.dedupTTL <= 0 {
-		db.dedupTTL = DefaultDedupTTL
-	}
-	for i := range db.devices {
-		db.devices[i].m = map[DeviceKey]*Device{}
-		db.users[i].m = map[string]*UserRisk{}
-	}
+	db := newDB(opts)
+	db.shared = backend
 	db.lastSweep = db.now()
 	db.applied.ch = make(chan struct{})
 	db.inflight = make(chan struct{}, maxInflightCommits)

@@ -96,27 +96,10 @@ type userShard struct {
 	m  map[string]*UserRisk
 }
 
-// Open opens (creating if needed) the store in dir, loading every record
-// into memory. The directory is created with mode 0700 and the file with
-// 0600. Only one process may open a store at a time; Open fails after a
-// few seconds if another holds it.
-func Open(dir string, opts Options) (*DB, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("posture: creating state directory: %w", err)
-	}
-	path := filepath.Join(dir, FileName)
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: 5 * time.Second,
-		// As etcd does: the freelist is rebuilt at open instead of written
-		// on every commit, which saves a page write per commit.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("posture: opening %s: %w", path, err)
-	}
+// newDB returns an empty store with opts' defaults applied, before it is
+// given a place to keep its writes (a bbolt file, or a shared backend).
+func newDB(opts Options) *DB {
 	db := &DB{
-		bolt:     bdb,
 		log:      opts.Logger,
 		now:      opts.Now,
 		dedupTTL: opts.DedupTTL,
@@ -140,6 +123,30 @@ func Open(dir string, opts Options) (*DB, error) {
 		db.devices[i].m = map[DeviceKey]*Device{}
 		db.users[i].m = map[string]*UserRisk{}
 	}
+	return db
+}
+
+// Open opens (creating if needed) the store in dir, loading every record
+// into memory. The directory is created with mode 0700 and the file with
+// 0600. Only one process may open a store at a time; Open fails after a
+// few seconds if another holds it.
+func Open(dir string, opts Options) (*DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("posture: creating state directory: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: 5 * time.Second,
+		// As etcd does: the freelist is rebuilt at open instead of written
+		// on every commit, which saves a page write per commit.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("posture: opening %s: %w", path, err)
+	}
+	db := newDB(opts)
+	db.bolt = bdb
 	if err := db.load(); err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("posture: loading %s: %w", path, err)
