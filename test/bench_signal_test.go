@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"sort"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -32,19 +32,8 @@ import (
 // upstream) and two here (client and the in-test upstream), so the default
 // of 9,000 fits a hard limit of 20,000 open files; raise the limit for more.
 func BenchmarkSignalToClosed(b *testing.B) {
-	devices, perDevice := envInt("PORTCULLIS_BENCH_DEVICES", 900), envInt("PORTCULLIS_BENCH_WS_PER_DEVICE", 10)
+	devices, perDevice := signalBenchSize(b)
 	signals := min(100, devices/2)
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		b.Fatal(err)
-	}
-	lim.Cur = lim.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		b.Fatal(err)
-	}
-	if need := uint64(2*devices*perDevice + 500); lim.Max < need {
-		b.Skipf("%d websockets need %d open files; the hard limit is %d", devices*perDevice, need, lim.Max)
-	}
 	e := newEnv(b)
 	// Every websocket comes from 127.0.0.1: lift the per-IP cap on
 	// concurrent upstream requests (limits.upstream.per_ip, 512).
@@ -183,15 +172,43 @@ func BenchmarkSignalToClosed(b *testing.B) {
 		}
 	}
 	mu.Unlock()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(pct(0.5), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-	b.ReportMetric(pct(1), "max-ms")
+	pct := reportLatencies(b, lat)
 	b.Logf("signal to last affected websocket closed over %d signals with %d live websockets: p50 %.1f ms, p99 %.1f ms, max %.1f ms",
 		len(lat), devices*perDevice, pct(0.5), pct(0.99), pct(1))
 	cancel()
 	readers.Wait()
+}
+
+// signalBenchSize returns the signal benchmarks' number of devices and
+// websockets per device (PORTCULLIS_BENCH_DEVICES, default 900;
+// PORTCULLIS_BENCH_WS_PER_DEVICE, default 10), with the open-file limit
+// raised to its hard limit, or skips when that cannot hold two
+// descriptors per websocket.
+func signalBenchSize(b *testing.B) (devices, perDevice int) {
+	devices, perDevice = envInt("PORTCULLIS_BENCH_DEVICES", 900), envInt("PORTCULLIS_BENCH_WS_PER_DEVICE", 10)
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
+	if need := uint64(2*devices*perDevice + 500); lim.Max < need {
+		b.Skipf("%d websockets need %d open files; the hard limit is %d", devices*perDevice, need, lim.Max)
+	}
+	return devices, perDevice
+}
+
+// reportLatencies sorts lat, reports its p50, p99 and maximum in
+// milliseconds as benchmark metrics, and returns the percentile function.
+func reportLatencies(b *testing.B, lat []time.Duration) func(p float64) float64 {
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(pct(0.5), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(pct(1), "max-ms")
+	return pct
 }
 
 func envInt(name string, def int) int {
