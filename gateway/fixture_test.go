@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,4 +96,36 @@ resources:
 	tb.Cleanup(func() { cancel(); <-done; g.store.Close() })
 	return &fixture{g: g, dir: dir, records: records,
 		device: &tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}}}
+}
+
+// runGateway builds a Gateway from the configuration at path and runs
+// it, listeners included, until stop is called (at the latest when the
+// test ends). stop waits for Run to return and reports its error; it may
+// be called more than once.
+func runGateway(t testing.TB, path string) (g *Gateway, stop func()) {
+	t.Helper()
+	ready := make(chan struct{})
+	g, err := New(path, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnReady: func(*Gateway) { close(ready) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("gateway stopped: %v", err)
+	}
+	return g, stop
 }

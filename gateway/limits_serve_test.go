@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -134,19 +133,7 @@ limits:
 `, us.URL, limits)
 	path := filepath.Join(dir, "p.yaml")
 	os.WriteFile(path, []byte(cfg), 0o600)
-	ready := make(chan struct{})
-	g, err := New(path, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnReady: func(*Gateway) { close(ready) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("gateway stopped: %v", err)
-	}
+	g, stopGateway := runGateway(t, path)
 	roots := x509.NewCertPool()
 	pem, _ := os.ReadFile(srv.CertFile())
 	roots.AppendCertsFromPEM(pem)
@@ -158,10 +145,7 @@ limits:
 			default:
 				close(up.release)
 			}
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
+			stopGateway()
 		})
 	}
 	t.Cleanup(e.stop)

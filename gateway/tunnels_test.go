@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -96,19 +95,7 @@ tunnels:
 `
 	path := filepath.Join(dir, "p.yaml")
 	os.WriteFile(path, []byte(cfg), 0o600)
-	ready := make(chan struct{})
-	g, err := New(path, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnReady: func(*Gateway) { close(ready) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("gateway stopped: %v", err)
-	}
+	g, stopGateway := runGateway(t, path)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(srv.CertPEM())
 	e := &tunnelEnv{g: g, addr: g.Addr("https0"), h3addr: g.Addr("h3_0"), roots: roots, device: device,
@@ -116,10 +103,7 @@ tunnels:
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
+			stopGateway()
 			close(e.stopped)
 		})
 	}
@@ -312,10 +296,13 @@ func TestTunnelRefusals(t *testing.T) {
 	}
 	for _, proto := range tunnelProtos {
 		for _, tt := range tests {
+			if proto != "HTTP/1.1" && tt.status == 400 {
+				// x/net's and quic-go's clients refuse an invalid
+				// :authority before sending it; the gateway's parser is
+				// reached over HTTP/1.1 here and by FuzzParseTarget.
+				continue
+			}
 			t.Run(proto+"/"+tt.name, func(t *testing.T) {
-				if proto != "HTTP/1.1" && tt.status == 400 {
-					t.Skip("the client refuses an invalid target itself")
-				}
 				c, err := e.dial(t, proto, tt.target)
 				var de *tunnel.DenyError
 				if !errors.As(err, &de) {
