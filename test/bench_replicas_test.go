@@ -5,13 +5,9 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"portcullis/certs/devca"
 )
@@ -91,52 +87,16 @@ func BenchmarkSignalToClosedReplicas(b *testing.B) {
 		}
 	}
 
-	// Open the websockets, 64 at a time, websocket j of a device on
-	// replica j%3; each has a reader that records when it was closed.
-	closedAt := make([][]time.Time, devices)
-	var mu sync.Mutex
+	// Websocket j of a device is on replica j%3.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	roots := poolFrom(b, e.serverCA)
-	sem := make(chan struct{}, 64)
-	var wg, readers sync.WaitGroup
 	start := time.Now()
-	for i := range devs {
-		closedAt[i] = make([]time.Time, perDevice)
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{devs[i].cert}},
-			TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
-		hc := &http.Client{Transport: tr}
-		for j := range perDevice {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				dctx, dcancel := context.WithTimeout(ctx, 60*time.Second)
-				ws, _, err := websocket.Dial(dctx, fmt.Sprintf("wss://localhost:%d/ws", rs[j%3].port), &websocket.DialOptions{HTTPClient: hc})
-				dcancel()
-				if err != nil {
-					b.Errorf("dial %d/%d: %v", i, j, err)
-					return
-				}
-				readers.Add(1)
-				go func() {
-					defer readers.Done()
-					defer ws.CloseNow()
-					_, _, err := ws.Read(ctx)
-					if err != nil && ctx.Err() == nil {
-						mu.Lock()
-						closedAt[i][j] = time.Now()
-						mu.Unlock()
-					}
-				}()
-			}()
-		}
-	}
-	wg.Wait()
+	socks := openBenchSockets(b, ctx, devices, perDevice, poolFrom(b, e.serverCA),
+		func(i int) tls.Certificate { return devs[i].cert }, func(j int) int { return rs[j%3].port })
 	if b.Failed() {
 		return
 	}
+	closedAt, mu, readers := socks.closedAt, &socks.mu, &socks.readers
 	b.Logf("%d websockets open on 3 replicas in %v", devices*perDevice, time.Since(start).Round(time.Millisecond))
 
 	var lat []time.Duration

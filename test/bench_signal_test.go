@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -73,52 +74,15 @@ func BenchmarkSignalToClosed(b *testing.B) {
 		}
 	}
 
-	// Open the websockets, 64 at a time; each has a reader that records
-	// when the gateway closes it.
-	closedAt := make([][]time.Time, devices)
-	var mu sync.Mutex
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	roots := poolFrom(b, e.serverCA)
-	sem := make(chan struct{}, 64)
-	var wg, readers sync.WaitGroup
 	start := time.Now()
-	for i := range devs {
-		closedAt[i] = make([]time.Time, perDevice)
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{devs[i].cert}},
-			TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}, MaxConnsPerHost: 0}
-		hc := &http.Client{Transport: tr}
-		for j := range perDevice {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				dctx, dcancel := context.WithTimeout(ctx, 60*time.Second)
-				ws, _, err := websocket.Dial(dctx, fmt.Sprintf("wss://localhost:%d/ws", e.port), &websocket.DialOptions{HTTPClient: hc})
-				dcancel()
-				if err != nil {
-					b.Errorf("dial %d/%d: %v", i, j, err)
-					return
-				}
-				readers.Add(1)
-				go func() {
-					defer readers.Done()
-					defer ws.CloseNow()
-					_, _, err := ws.Read(ctx)
-					if err != nil && ctx.Err() == nil {
-						mu.Lock()
-						closedAt[i][j] = time.Now()
-						mu.Unlock()
-					}
-				}()
-			}()
-		}
-	}
-	wg.Wait()
+	socks := openBenchSockets(b, ctx, devices, perDevice, poolFrom(b, e.serverCA),
+		func(i int) tls.Certificate { return devs[i].cert }, func(int) int { return e.port })
 	if b.Failed() {
 		return
 	}
+	closedAt, mu, readers := socks.closedAt, &socks.mu, &socks.readers
 	b.Logf("%d websockets open in %v", devices*perDevice, time.Since(start).Round(time.Millisecond))
 
 	var lat []time.Duration
@@ -209,6 +173,59 @@ func reportLatencies(b *testing.B, lat []time.Duration) func(p float64) float64 
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(pct(1), "max-ms")
 	return pct
+}
+
+// benchSockets are a signal benchmark's websockets, and when the gateway
+// closed each.
+type benchSockets struct {
+	mu       sync.Mutex
+	closedAt [][]time.Time // [device][websocket]; zero while open
+	readers  sync.WaitGroup
+}
+
+// openBenchSockets opens perDevice websockets for each of devices
+// devices, 64 at a time, presenting cert(i) and dialling websocket j of a
+// device on port(j). Each has a reader that records when the gateway
+// closed it; they stay open until ctx ends. Dial failures are test errors.
+func openBenchSockets(b *testing.B, ctx context.Context, devices, perDevice int, roots *x509.CertPool,
+	cert func(i int) tls.Certificate, port func(j int) int) *benchSockets {
+	bs := &benchSockets{closedAt: make([][]time.Time, devices)}
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for i := range devices {
+		bs.closedAt[i] = make([]time.Time, perDevice)
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert(i)}},
+			TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+		hc := &http.Client{Transport: tr}
+		for j := range perDevice {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				dctx, dcancel := context.WithTimeout(ctx, 60*time.Second)
+				ws, _, err := websocket.Dial(dctx, fmt.Sprintf("wss://localhost:%d/ws", port(j)), &websocket.DialOptions{HTTPClient: hc})
+				dcancel()
+				if err != nil {
+					b.Errorf("dial %d/%d: %v", i, j, err)
+					return
+				}
+				bs.readers.Add(1)
+				go func() {
+					defer bs.readers.Done()
+					defer ws.CloseNow()
+					_, _, err := ws.Read(ctx)
+					if err != nil && ctx.Err() == nil {
+						bs.mu.Lock()
+						bs.closedAt[i][j] = time.Now()
+						bs.mu.Unlock()
+					}
+				}()
+			}()
+		}
+	}
+	wg.Wait()
+	return bs
 }
 
 func envInt(name string, def int) int {
